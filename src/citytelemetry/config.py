@@ -1,0 +1,175 @@
+"""Configuration: a TOML file plus ``CITYTELEMETRY_*`` environment overrides, validated up front.
+
+Nested keys use ``__`` in the environment: ``CITYTELEMETRY_INFLUX__URL=http://db:8086``.
+Loading does no I/O beyond reading the file; a bad value fails with the key (and file) named.
+Secrets are ``SecretStr``: they never appear in logs, reprs or error messages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+ENV_PREFIX = "CITYTELEMETRY_"
+DEFAULT_CONFIG_FILE = Path("citytelemetry.toml")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_url(value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"expected a URL like {schemes[0]}://host:port, got {value!r}")
+    return value
+
+
+class MqttSettings(Section):
+    url: str = "mqtt://127.0.0.1:11883"
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: str = Field(default="citytelemetry-1", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    topic_prefix: str = Field(default="ct/v1", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+    shared_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    receive_maximum: int = Field(default=2000, ge=1, le=65535)
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    session_expiry_s: int = Field(default=86_400, ge=0)
+    ca_file: Path | None = None
+    publish_deadletters: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value, ("mqtt", "mqtts"))
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+
+class InfluxSettings(Section):
+    url: str = "http://127.0.0.1:18086"
+    api: Literal["v1", "v2"] = "v1"
+    database: str = Field(default="citytelemetry", pattern=r"^[A-Za-z0-9_-]{1,64}$")  # v1 db; also v2 query db
+    retention_policy: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    org: str | None = None
+    bucket: str | None = None
+    token: SecretStr | None = None
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    create_database: bool = True  # v1: CREATE DATABASE at start (needs admin rights; off for least privilege)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value, ("http", "https"))
+
+    @model_validator(mode="after")
+    def _v2_needs(self) -> Self:
+        if self.api == "v2":
+            missing = [k for k in ("org", "bucket", "token") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"api = 'v2' needs {', '.join('influx.' + k for k in missing)}")
+        return self
+
+
+class AlertmanagerSettings(Section):
+    url: str = "http://127.0.0.1:19093"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value, ("http", "https"))
+
+
+class PipelineSettings(Section):
+    profiles_dir: Path = Path("device_profiles/types")
+    inventory_dir: Path = Path("device_profiles/inventory")
+    batch_size: int = Field(default=5000, ge=1, le=100_000)
+    flush_interval_s: float = Field(default=1.0, gt=0, le=60)
+    max_buffered_lines: int = Field(default=200_000, ge=1)
+    max_payload_bytes: int = Field(default=65_536, ge=256, le=10_000_000)
+    max_readings_per_message: int = Field(default=500, ge=1)
+    max_future_s: float = Field(default=300.0, ge=0)
+    max_age_s: float = Field(default=7 * 86_400.0, gt=0)
+    selfmetrics_interval_s: float = Field(default=10.0, gt=0)
+    shutdown_timeout_s: float = Field(default=20.0, gt=0)
+
+
+class HttpSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, le=65535)  # 0 disables /metrics and /healthz
+
+
+class ServicesSettings(Section):
+    run_dir: Path = Path(".run")
+    victoria_metrics_port: int = Field(default=18428, ge=1, le=65535)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
+
+    mqtt: MqttSettings = MqttSettings()
+    influx: InfluxSettings = InfluxSettings()
+    alertmanager: AlertmanagerSettings = AlertmanagerSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    http: HttpSettings = HttpSettings()
+    services: ServicesSettings = ServicesSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - no .env files: one place for config
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = cls.model_config.get("toml_file")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, file_secret_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+class ConfigError(Exception):
+    """Configuration is invalid; the message names every bad key and the file."""
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Read ``config_file`` (if given, or ./citytelemetry.toml if present) and the environment."""
+    path = config_file
+    if path is None and DEFAULT_CONFIG_FILE.is_file():
+        path = DEFAULT_CONFIG_FILE
+    if path is not None and not path.is_file():
+        raise ConfigError(f"{path}: configuration file not found")
+
+    class FileSettings(Settings):
+        model_config = SettingsConfigDict(toml_file=path)
+
+    origin = f"{path} / environment {ENV_PREFIX}*" if path else f"environment {ENV_PREFIX}*"
+    try:
+        return FileSettings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  {key}: {err['msg']}")
+        raise ConfigError(f"invalid configuration ({origin}):\n" + "\n".join(lines)) from None
+    except ValueError as exc:  # TOML syntax errors
+        raise ConfigError(f"{path}: {exc}") from None

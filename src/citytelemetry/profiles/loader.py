@@ -1,0 +1,116 @@
+"""Load ``device_profiles/``: every file is validated and every error reported with its file and key.
+
+Loading is all or nothing: if any file is broken, ``load_catalog`` raises ``ProfileError`` listing
+every problem found, and nothing is half-loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from citytelemetry.profiles.catalog import Catalog, RegisteredDevice, device_tags
+from citytelemetry.profiles.models import DeviceProfile, InventoryFile
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ProfileError(Exception):
+    """One or more profile or inventory files are invalid; ``problems`` holds 'file: key: message' lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"{len(problems)} problem(s) in device profiles:\n  " + "\n  ".join(problems))
+
+
+def _read_yaml(path: Path, problems: list[str]) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        problems.append(f"{path}: cannot read: {exc}".replace("\n", " "))
+        return None
+
+
+def _parse(model: type[M], path: Path, problems: list[str]) -> M | None:
+    before = len(problems)
+    data = _read_yaml(path, problems)
+    if data is None:
+        if len(problems) == before:
+            problems.append(f"{path}: file is empty")
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+            problems.append(f"{path}: {key}: {err['msg']}")
+        return None
+
+
+def _yaml_files(directory: Path, problems: list[str]) -> list[Path]:
+    if not directory.is_dir():
+        problems.append(f"{directory}: not a directory")
+        return []
+    files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    if not files:
+        problems.append(f"{directory}: no .yaml files")
+    return files
+
+
+def _load_profiles(directory: Path, problems: list[str]) -> dict[str, DeviceProfile]:
+    profiles: dict[str, DeviceProfile] = {}
+    origin: dict[str, Path] = {}
+    for path in _yaml_files(directory, problems):
+        profile = _parse(DeviceProfile, path, problems)
+        if profile is None:
+            continue
+        if profile.type in profiles:
+            problems.append(f"{path}: type: '{profile.type}' is already defined in {origin[profile.type]}")
+            continue
+        profiles[profile.type] = profile
+        origin[profile.type] = path
+    return profiles
+
+
+def _load_devices(directory: Path, profiles: dict[str, DeviceProfile],
+                  problems: list[str]) -> dict[str, RegisteredDevice]:
+    devices: dict[str, RegisteredDevice] = {}
+    origin: dict[str, str] = {}
+    for path in _yaml_files(directory, problems):
+        inventory = _parse(InventoryFile, path, problems)
+        if inventory is None:
+            continue
+        for index, device in enumerate(inventory.devices):
+            key = f"{path}: devices.{index}"
+            profile = profiles.get(device.type)
+            if profile is None:
+                problems.append(f"{key}.type: unknown device type '{device.type}'")
+                continue
+            if profile.system is not inventory.system:
+                problems.append(f"{key}.type: '{device.type}' belongs to system '{profile.system}', "
+                                f"not '{inventory.system}'")
+                continue
+            if device.id in devices:
+                problems.append(f"{key}.id: duplicate device id '{device.id}' (first in {origin[device.id]})")
+                continue
+            site = device.site or inventory.site
+            location = dict(device.location)
+            devices[device.id] = RegisteredDevice(
+                id=device.id, site=site, system=inventory.system, profile=profile, location=location,
+                tags=device_tags(site, inventory.system, profile, device.id, location),
+            )
+            origin[device.id] = key
+    return devices
+
+
+def load_catalog(profiles_dir: Path, inventory_dir: Path) -> Catalog:
+    """Load and cross-check all profiles and inventory files; raise ``ProfileError`` listing every problem."""
+    problems: list[str] = []
+    profiles = _load_profiles(profiles_dir, problems)
+    devices = _load_devices(inventory_dir, profiles, problems)
+    if problems:
+        raise ProfileError(problems)
+    return Catalog(profiles=profiles, devices=devices)
