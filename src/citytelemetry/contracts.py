@@ -12,6 +12,12 @@ from typing import Protocol
 from citytelemetry.records import Outcome
 
 
+class Delivery(Protocol):
+    """The broker-side handle of one message: settle it once its fate is durable downstream."""
+
+    def settle(self) -> None: ...
+
+
 @dataclass(slots=True, frozen=True)
 class InboundMessage:
     """A message as received from the broker, before any interpretation."""
@@ -19,16 +25,13 @@ class InboundMessage:
     topic: str
     payload: bytes
     received_ms: int
-    token: int  # delivery token: hand back to ``MessageSource.settle`` once the message's fate is durable
+    delivery: Delivery
 
 
 class MessageSource(Protocol):
-    """Yields inbound messages and learns when each one is settled (written or dead-lettered)."""
+    """Yields inbound messages; each is acknowledged to the broker only after ``delivery.settle()``."""
 
     def messages(self) -> AsyncIterator[InboundMessage]: ...
-
-    def settle(self, token: int) -> None:
-        """The message is durable downstream; the source may acknowledge it to the broker."""
 
 
 class Validator(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from citytelemetry.profiles.models import DeviceProfile, System
@@ -15,7 +16,7 @@ class RegisteredDevice:
     site: str
     system: System
     profile: DeviceProfile
-    location: dict[str, str]
+    location: Mapping[str, str]
     tags: tuple[tuple[str, str], ...]
 
 
@@ -29,7 +30,7 @@ class Catalog:
 
 
 def device_tags(site: str, system: System, profile: DeviceProfile, device_id: str,
-                location: dict[str, str]) -> tuple[tuple[str, str], ...]:
+                location: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """Tags sorted by key, as the line protocol prefers; every value comes from the inventory."""
     tags = {"site": site, "system": system.value, "device": device_id, "device_type": profile.type}
     tags.update(location)

@@ -97,7 +97,7 @@ def _load_devices(directory: Path, profiles: dict[str, DeviceProfile],
                 problems.append(f"{key}.id: duplicate device id '{device.id}' (first in {origin[device.id]})")
                 continue
             site = device.site or inventory.site
-            location = dict(device.location)
+            location: dict[str, str] = {str(key): value for key, value in device.location.items()}
             devices[device.id] = RegisteredDevice(
                 id=device.id, site=site, system=inventory.system, profile=profile, location=location,
                 tags=device_tags(site, inventory.system, profile, device.id, location),

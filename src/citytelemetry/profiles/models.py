@@ -69,12 +69,11 @@ class Thresholds(Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
-        if self.low is not None and self.low.warning is not None and self.low.critical is not None:
-            if self.low.critical > self.low.warning:
-                raise ValueError("low.critical must be at or below low.warning")
-        if self.high is not None and self.high.warning is not None and self.high.critical is not None:
-            if self.high.critical < self.high.warning:
-                raise ValueError("high.critical must be at or above high.warning")
+        low, high = self.low, self.high
+        if low and low.warning is not None and low.critical is not None and low.critical > low.warning:
+            raise ValueError("low.critical must be at or below low.warning")
+        if high and high.warning is not None and high.critical is not None and high.critical < high.warning:
+            raise ValueError("high.critical must be at or above high.warning")
         return self
 
 
@@ -109,9 +108,9 @@ class Measurement(Strict):
                 raise ValueError(f"warning/critical values not among values: {sorted(unknown)}")
         elif self.values or self.warning_values or self.critical_values:
             raise ValueError("values/warning_values/critical_values apply to enums only")
-        if self.range is not None and self.typical is not None:
-            if self.typical.min < self.range.min or self.typical.max > self.range.max:
-                raise ValueError("typical band must lie inside the physical range")
+        span, typical = self.range, self.typical
+        if span and typical and (typical.min < span.min or typical.max > span.max):
+            raise ValueError("typical band must lie inside the physical range")
         return self
 
 

@@ -1,0 +1,119 @@
+"""The MQTT source: aiomqtt (on paho-mqtt 2.x) with a persistent MQTT 5 session and manual acks.
+
+aiomqtt 2.x has no public API for manual acknowledgement (aiomqtt issue #345). paho-mqtt 2.x has one
+(``manual_ack_set`` / ``ack``), so we switch it on on the paho client that aiomqtt wraps, before
+connecting, and acknowledge through ``AckTracker``. This is the one place that reaches into aiomqtt.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Self
+
+import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from citytelemetry.config import MqttSettings
+from citytelemetry.contracts import InboundMessage
+from citytelemetry.ingest.acks import AckTracker
+from citytelemetry.ingest.topics import subscriptions
+
+log = logging.getLogger(__name__)
+
+
+class SourceState(enum.Enum):
+    NEW = "new"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+def _connect_properties(settings: MqttSettings) -> Properties:
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = settings.session_expiry_s  # keep the session (and its queue) across restarts
+    props.ReceiveMaximum = settings.receive_maximum  # unacked messages the broker may have in flight to us
+    return props
+
+
+def _tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
+    if not settings.tls:
+        return None
+    return ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+
+
+def filters(settings: MqttSettings) -> list[str]:
+    """Subscription filters, as a shared subscription when a group is configured."""
+    base = subscriptions(settings.topic_prefix)
+    if settings.shared_group:
+        return [f"$share/{settings.shared_group}/{f}" for f in base]
+    return base
+
+
+class MqttSource:
+    """One connection = one session attachment. Re-create it to reconnect; it refuses re-entry."""
+
+    def __init__(self, settings: MqttSettings, *, connect_timeout_s: float = 10.0) -> None:
+        self._settings = settings
+        self.state = SourceState.NEW
+        password = settings.password.get_secret_value() if settings.password else None
+        self._client = aiomqtt.Client(
+            settings.host, settings.port, username=settings.username, password=password,
+            identifier=settings.client_id, protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,  # resume the persistent session: unacked messages are redelivered
+            keepalive=settings.keepalive_s, timeout=connect_timeout_s,
+            properties=_connect_properties(settings), tls_context=_tls_context(settings),
+            # Unbounded on our side on purpose: the broker never sends more than ReceiveMaximum
+            # unacknowledged messages, so this queue cannot outgrow that window (aiomqtt would
+            # otherwise silently discard messages when its queue is full).
+            max_queued_incoming_messages=0,
+        )
+        paho_client: paho.Client = self._client._client  # noqa: SLF001 - see module docstring
+        paho_client.manual_ack_set(on=True)
+        self._paho = paho_client
+        self.acks = AckTracker(self._ack)
+
+    def _ack(self, mid: int, qos: int) -> None:
+        self._paho.ack(mid, qos)
+
+    async def __aenter__(self) -> Self:
+        if self.state is not SourceState.NEW:
+            raise RuntimeError("an MqttSource connects once; create a new one to reconnect")
+        await self._client.__aenter__()
+        self.state = SourceState.CONNECTED
+        try:
+            for topic_filter in filters(self._settings):
+                await self._client.subscribe(topic_filter, qos=1)
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        log.info("connected to %s as %s, subscribed to %s", self._settings.url.split("@")[-1],
+                 self._settings.client_id, filters(self._settings))
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self.state is SourceState.CLOSED:
+            return
+        self.state = SourceState.CLOSED
+        self.acks.close()
+        try:
+            await self._client.__aexit__(exc_type, exc, tb)
+        except aiomqtt.MqttError as err:  # already gone: nothing left to close
+            log.debug("disconnect: %s", err)
+
+    async def messages(self) -> AsyncIterator[InboundMessage]:
+        track = self.acks.track
+        async for message in self._client.messages:
+            payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+            yield InboundMessage(topic=message.topic.value, payload=payload,
+                                 received_ms=time.time_ns() // 1_000_000,
+                                 delivery=track(message.mid, message.qos))
+
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 1, timeout_s: float = 5.0) -> None:
+        await self._client.publish(topic, payload, qos=qos, timeout=timeout_s)

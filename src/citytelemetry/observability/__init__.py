@@ -1,0 +1,1 @@
+"""Self-observation: pipeline counters, /metrics and /healthz, and self-metrics written to InfluxDB."""

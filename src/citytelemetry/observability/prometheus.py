@@ -1,0 +1,60 @@
+"""Expose ``PipelineStats`` in the Prometheus text format through a custom collector.
+
+A collector reads the one stats object at scrape time, so no counter is kept twice, and each
+pipeline gets its own registry (no process-global state for tests to reset).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from citytelemetry.observability.stats import PipelineStats
+
+
+class PipelineCollector(Collector):
+    def __init__(self, stats: PipelineStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s, w = self._stats, self._stats.write
+        yield CounterMetricFamily("citytelemetry_messages_received", "MQTT messages received",
+                                  value=s.messages_received)
+        yield CounterMetricFamily("citytelemetry_messages_settled",
+                                  "MQTT messages whose fate is durable (then acknowledged)", value=s.messages_settled)
+        for name, doc, counter in (
+            ("citytelemetry_readings_accepted", "readings that passed validation", s.readings_accepted),
+            ("citytelemetry_readings_landed", "accepted readings written to InfluxDB", s.readings_landed),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["system"])
+            for system, value in sorted(counter.items()):
+                family.add_metric([system], value)
+            yield family
+        rejected = CounterMetricFamily("citytelemetry_rejections", "rejections by reason code", labels=["reason"])
+        for reason, value in sorted(s.rejections.items()):
+            rejected.add_metric([reason], value)
+        yield rejected
+        yield CounterMetricFamily("citytelemetry_points_written", "lines written to InfluxDB",
+                                  value=w.lines_written)
+        yield CounterMetricFamily("citytelemetry_write_batches", "batches written", value=w.batches_written)
+        yield CounterMetricFamily("citytelemetry_write_seconds", "time spent in successful writes",
+                                  value=w.write_seconds_total)
+        yield CounterMetricFamily("citytelemetry_write_retries", "write attempts retried", value=w.retries)
+        yield CounterMetricFamily("citytelemetry_lines_refused", "lines refused by InfluxDB and dead-lettered",
+                                  value=w.lines_dead_lettered)
+        yield GaugeMetricFamily("citytelemetry_buffered_lines", "lines waiting to be written",
+                                value=w.buffered_lines)
+        yield GaugeMetricFamily("citytelemetry_last_batch_size", "size of the last batch written",
+                                value=w.last_batch_size)
+        yield GaugeMetricFamily("citytelemetry_in_flight_messages", "messages received and not yet acknowledged",
+                                value=s.in_flight_messages)
+        yield GaugeMetricFamily("citytelemetry_mqtt_connected", "1 when connected to the broker",
+                                value=int(s.mqtt_connected))
+
+
+def registry_for(stats: PipelineStats) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PipelineCollector(stats))
+    return registry

@@ -1,0 +1,25 @@
+"""Pipeline counters: one plain object, read by the Prometheus collector and the self-metrics writer."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from citytelemetry.sink.stats import WriteStats
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    messages_received: int = 0
+    messages_settled: int = 0
+    readings_accepted: Counter[str] = field(default_factory=Counter)  # by system
+    readings_landed: Counter[str] = field(default_factory=Counter)  # by system, once durable
+    rejections: Counter[str] = field(default_factory=Counter)  # by reason
+    rejections_by_system: Counter[str] = field(default_factory=Counter)  # "unknown" if not in inventory
+    deadletters_published: int = 0
+    deadletter_publish_failures: int = 0
+    mqtt_connected: bool = False
+    mqtt_connects: int = 0
+    in_flight_messages: int = 0
+    sequence_restarts: int = 0
+    write: WriteStats = field(default_factory=WriteStats)

@@ -1,0 +1,220 @@
+"""``citytelemetry run``: MQTT source -> validator -> buffered InfluxDB sink, acknowledging when durable.
+
+Lifecycle: ``run()`` connects (reconnecting with capped, jittered backoff) until ``stop()``; then it
+stops consuming, flushes everything received, lets the acknowledgements go out on the still-open
+session, disconnects, and closes the writer, all within ``pipeline.shutdown_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+
+import aiomqtt
+
+from citytelemetry.config import Settings
+from citytelemetry.contracts import InboundMessage, LineWriter
+from citytelemetry.ingest.mqtt_source import MqttSource
+from citytelemetry.ingest.topics import deadletter_topic
+from citytelemetry.observability.http import start_http
+from citytelemetry.observability.ratelog import RateLimitedLog
+from citytelemetry.observability.selfmetrics import selfmetrics_lines
+from citytelemetry.observability.stats import PipelineStats
+from citytelemetry.profiles import Catalog
+from citytelemetry.records import Reason, Rejection
+from citytelemetry.sink.backoff import Backoff
+from citytelemetry.sink.buffer import BufferedSink
+from citytelemetry.sink.deadletter import DeadLetterFormatter
+from citytelemetry.sink.factory import make_writer
+from citytelemetry.sink.influx_v1 import InfluxV1Writer
+from citytelemetry.sink.line_protocol import reading_line
+from citytelemetry.validate import Limits, MessageValidator
+from citytelemetry.validate.validator import STATUS_MEASUREMENT
+
+log = logging.getLogger(__name__)
+NOTICE_QUEUE = 10_000  # live dead-letter notices waiting for the broker; the durable record is in InfluxDB
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, catalog: Catalog, *, writer: LineWriter | None = None) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.stats = PipelineStats()
+        p = settings.pipeline
+        self.validator = MessageValidator(
+            catalog, Limits(max_payload_bytes=p.max_payload_bytes, max_readings_per_message=p.max_readings_per_message,
+                            max_future_s=p.max_future_s, max_age_s=p.max_age_s),
+            topic_prefix=settings.mqtt.topic_prefix)
+        self._instance = settings.mqtt.client_id
+        self._dead = DeadLetterFormatter(catalog, self._instance)
+        self._writer = writer or make_writer(settings.influx)
+        self.sink = BufferedSink(self._writer, on_refused=self._on_refused, batch_size=p.batch_size,
+                                 flush_interval_s=p.flush_interval_s, max_buffered_lines=p.max_buffered_lines,
+                                 stats=self.stats.write)
+        self._notices: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=NOTICE_QUEUE)
+        self._stop = asyncio.Event()
+        self._source: MqttSource | None = None
+        self._reject_log = RateLimitedLog(log)
+        self._system_of = {device.id: device.system.value for device in catalog.devices.values()}
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def run(self) -> None:
+        runner = None
+        if self.settings.http.port:
+            runner = await start_http(self.stats, self.settings.http.host, self.settings.http.port)
+        flush = asyncio.create_task(self.sink.run(), name="sink-flush")
+        helpers = [asyncio.create_task(self._selfmetrics_loop(), name="self-metrics"),
+                   asyncio.create_task(self._publish_notices(), name="deadletter-notices")]
+        try:
+            await self._prepare_database()
+            await self._consume()
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            self.sink.put_nowait(selfmetrics_lines(self.stats, self._instance, time.time_ns()))
+            await self.sink.close()
+            try:
+                async with asyncio.timeout(self.settings.pipeline.shutdown_timeout_s):
+                    await flush
+            except TimeoutError:
+                log.error(  # noqa: TRY400 - a timeout's traceback says nothing
+                    "shutdown: %d lines not written; their messages were not acknowledged and will be redelivered",
+                    self.sink.pending)
+                flush.cancel()
+                await asyncio.gather(flush, return_exceptions=True)
+            await self._writer.aclose()
+            if runner is not None:
+                await runner.cleanup()
+
+    async def _prepare_database(self) -> None:
+        if isinstance(self._writer, InfluxV1Writer) and self.settings.influx.create_database:
+            try:
+                await self._writer.create_database()
+            except Exception as exc:  # noqa: BLE001 - writes retry and create it later; say so now
+                log.warning("could not create database %r yet: %s", self.settings.influx.database, exc)
+
+    async def _consume(self) -> None:
+        backoff = Backoff(base_s=0.5, cap_s=10.0)
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                async with MqttSource(self.settings.mqtt) as source:
+                    self._source = source
+                    self.stats.mqtt_connected = True
+                    self.stats.mqtt_connects += 1
+                    attempt = 0
+                    await self._pump_until_stopped(source)
+                    await self._drain_before_disconnect()
+            except aiomqtt.MqttError as exc:
+                delay = backoff.delay(attempt)
+                attempt += 1
+                log.warning("MQTT connection to %s lost or refused (%s); reconnecting in %.1f s",
+                            self.settings.mqtt.host, exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._stop.wait()
+            finally:
+                self._source = None
+                self.stats.mqtt_connected = False
+
+    async def _pump_until_stopped(self, source: MqttSource) -> None:
+        pump = asyncio.create_task(self._pump(source), name="mqtt-pump")
+        stopped = asyncio.create_task(self._stop.wait(), name="stop-wait")
+        try:
+            await asyncio.wait({pump, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, stopped):
+                task.cancel()
+            results = await asyncio.gather(pump, stopped, return_exceptions=True)
+        if isinstance(results[0], aiomqtt.MqttError):
+            raise results[0]
+
+    async def _drain_before_disconnect(self) -> None:
+        """Write what was received so its acknowledgements go out on this session."""
+        try:
+            async with asyncio.timeout(self.settings.pipeline.shutdown_timeout_s):
+                await self.sink.wait_empty()
+        except TimeoutError:
+            log.error(  # noqa: TRY400 - a timeout's traceback says nothing
+                "shutdown: InfluxDB did not take %d lines in time; unacknowledged messages stay with the broker",
+                self.sink.pending)
+
+    # -- per message -----------------------------------------------------------------------------
+    async def _pump(self, source: MqttSource) -> None:
+        async for message in source.messages():
+            await self.handle(message)
+            self.stats.in_flight_messages = source.acks.in_flight
+
+    async def handle(self, message: InboundMessage) -> None:
+        stats = self.stats
+        stats.messages_received += 1
+        outcome = self.validator(message)
+        lines = []
+        landed: Counter[str] = Counter()
+        for reading in outcome.readings:
+            lines.append(reading_line(reading))
+            if reading.measurement != STATUS_MEASUREMENT:
+                landed[self._system_of[reading.device_id]] += 1
+        stats.readings_accepted.update(landed)
+        for rejection in outcome.rejections:
+            lines.append(self._dead.line(rejection, message.received_ms))
+            self._count_rejection(rejection, message.received_ms)
+        delivery = message.delivery
+
+        def on_durable() -> None:
+            stats.readings_landed.update(landed)
+            stats.messages_settled += 1
+            delivery.settle()
+
+        await self.sink.put(lines, on_durable)
+
+    def _count_rejection(self, rejection: Rejection, received_ms: int) -> None:
+        self.stats.rejections[rejection.reason.value] += 1
+        system = self._system_of.get(rejection.device_id or "", "unknown")
+        self.stats.rejections_by_system[system] += 1
+        self._reject_log.warning(rejection.reason.value, "rejected %s from %s: %s", rejection.reason.value,
+                                 rejection.topic[:128], rejection.detail)
+        if self.settings.mqtt.publish_deadletters:
+            try:
+                self._notices.put_nowait((deadletter_topic(rejection.reason.value, self.settings.mqtt.topic_prefix),
+                                          self._dead.notice(rejection, received_ms)))
+            except asyncio.QueueFull:
+                self.stats.deadletter_publish_failures += 1
+
+    def _on_refused(self, line: bytes, server_message: str) -> None:
+        """InfluxDB refused a line we built: dead-letter it (once; a refused dead letter is only logged)."""
+        if line.startswith(b"ct_rejects,"):
+            log.error("InfluxDB refused a dead-letter record (%s): %r", server_message, line[:300])
+            return
+        rejection = Rejection(reason=Reason.WRITE_REJECTED, detail=server_message[:512], topic="",
+                              excerpt=line[:256].decode(errors="replace"))
+        now_ms = time.time_ns() // 1_000_000
+        self.sink.put_nowait([self._dead.line(rejection, now_ms)])
+        self._count_rejection(rejection, now_ms)
+
+    # -- background ------------------------------------------------------------------------------
+    async def _selfmetrics_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.pipeline.selfmetrics_interval_s)
+            self.stats.sequence_restarts = self.validator.sequences.restarts
+            self.sink.put_nowait(selfmetrics_lines(self.stats, self._instance, time.time_ns()))
+
+    async def _publish_notices(self) -> None:
+        while True:
+            topic, payload = await self._notices.get()
+            source = self._source
+            if source is None:
+                self.stats.deadletter_publish_failures += 1
+                continue
+            try:
+                await source.publish(topic, payload, qos=1)
+                self.stats.deadletters_published += 1
+            except aiomqtt.MqttError:
+                self.stats.deadletter_publish_failures += 1

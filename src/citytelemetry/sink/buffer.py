@@ -1,0 +1,165 @@
+"""The one wrapper around a line writer that owns batching, back-pressure, retry and splitting.
+
+Lines are flushed in order, one batch at a time, on size or interval, and once more at shutdown.
+A caller's ``on_durable`` callback fires once every line it put is written (or dead-lettered as
+refused by the server), which is when the MQTT source may acknowledge the message.
+
+Failure handling (errors.py): retryable -> same batch again after a capped, jittered backoff that
+honours Retry-After; too large -> split in halves; refused lines -> bisect down to the refused line,
+hand it to ``on_refused`` (dead letter) and land the rest. Nothing is retried forever on a permanent error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from citytelemetry.contracts import LineWriter
+from citytelemetry.sink.backoff import Backoff
+from citytelemetry.sink.errors import BatchTooLargeError, RejectedLinesError, RetryableWriteError
+from citytelemetry.sink.stats import WriteStats
+
+log = logging.getLogger(__name__)
+
+OnDurable = Callable[[], None]
+OnRefused = Callable[[bytes, str], None]
+
+
+class BufferedSink:
+    def __init__(self, writer: LineWriter, *, on_refused: OnRefused, batch_size: int = 5000,
+                 flush_interval_s: float = 1.0, max_buffered_lines: int = 200_000,
+                 backoff: Backoff | None = None, stats: WriteStats | None = None) -> None:
+        self._writer = writer
+        self._on_refused = on_refused
+        self._batch_size = batch_size
+        self._interval = flush_interval_s
+        self._max_buffered = max_buffered_lines
+        self._backoff = backoff or Backoff()
+        self.stats = stats or WriteStats()
+        self._lines: deque[bytes] = deque()
+        self._marks: deque[tuple[int, OnDurable]] = deque()  # (absolute end offset, callback)
+        self._appended = 0  # absolute count of lines ever put
+        self._durable = 0  # absolute count of lines written or refused
+        self._data = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._closing = False
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    # -- producer side ---------------------------------------------------------------------------
+    async def put(self, lines: Sequence[bytes], on_durable: OnDurable | None = None) -> None:
+        """Queue lines; waits while the buffer is full, so pressure flows back to the source."""
+        while len(self._lines) >= self._max_buffered:
+            self._room.clear()
+            await self._room.wait()
+        self.put_nowait(lines, on_durable)
+
+    def put_nowait(self, lines: Sequence[bytes], on_durable: OnDurable | None = None) -> None:
+        """Queue without waiting: for the pipeline's own small records (dead letters, self-metrics)."""
+        self._lines.extend(lines)
+        self._appended += len(lines)
+        if on_durable is not None:
+            if self._appended == self._durable:
+                on_durable()  # nothing of it is pending
+            else:
+                self._marks.append((self._appended, on_durable))
+        self.stats.buffered_lines = len(self._lines)
+        if self._lines:
+            self._empty.clear()
+            self._data.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._lines)
+
+    # -- flushing --------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Flush loop: until ``close`` is called and everything is written."""
+        while True:
+            if not self._lines:
+                if self._closing:
+                    return
+                self._data.clear()
+                await self._data.wait()
+                continue
+            if len(self._lines) < self._batch_size and not self._closing:
+                await self._wait_for_batch()
+            await self._flush_one()
+
+    async def _wait_for_batch(self) -> None:
+        deadline = time.monotonic() + self._interval
+        while len(self._lines) < self._batch_size and not self._closing:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._data.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._data.wait()
+            except TimeoutError:
+                return
+
+    async def _flush_one(self) -> None:
+        count = min(self._batch_size, len(self._lines))
+        batch = [self._lines[i] for i in range(count)]
+        await self._write_until_done(batch)
+        for _ in range(count):
+            self._lines.popleft()
+        self._durable += count
+        self.stats.buffered_lines = len(self._lines)
+        while self._marks and self._marks[0][0] <= self._durable:
+            self._marks.popleft()[1]()
+        if len(self._lines) < self._max_buffered:
+            self._room.set()
+        if not self._lines:
+            self._empty.set()
+
+    async def _write_until_done(self, batch: list[bytes]) -> None:
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            refused_before = self.stats.lines_dead_lettered
+            try:
+                await self._write_splitting(batch)
+            except RetryableWriteError as exc:
+                delay = self._backoff.delay(attempt, exc.retry_after_s)
+                attempt += 1
+                self.stats.retries += 1
+                self.stats.consecutive_failures += 1
+                self.stats.last_error = str(exc)
+                log.warning("write of %d lines failed (%s); retry %d in %.1f s", len(batch), exc, attempt, delay)
+                await asyncio.sleep(delay)
+                continue
+            self.stats.write_seconds_total += time.monotonic() - started
+            self.stats.lines_written += len(batch) - (self.stats.lines_dead_lettered - refused_before)
+            self.stats.batches_written += 1
+            self.stats.last_batch_size = len(batch)
+            self.stats.consecutive_failures = 0
+            self.stats.last_success_monotonic = time.monotonic()
+            return
+
+    async def _write_splitting(self, batch: list[bytes]) -> None:
+        try:
+            await self._writer.write(batch)
+        except (BatchTooLargeError, RejectedLinesError) as exc:
+            if len(batch) == 1:
+                self.stats.lines_dead_lettered += 1
+                self._on_refused(batch[0], str(exc))
+                return
+            half = len(batch) // 2
+            await self._write_splitting(batch[:half])
+            await self._write_splitting(batch[half:])
+
+    async def wait_empty(self) -> None:
+        """Return once everything put so far is written (the flush loop must be running)."""
+        self._data.set()
+        await self._empty.wait()
+
+    async def close(self) -> None:
+        """Ask the flush loop to write what is buffered and stop; await ``run`` to wait for it."""
+        self._closing = True
+        self._data.set()

@@ -1,0 +1,59 @@
+"""InfluxDB line protocol serialisation (https://docs.influxdata.com/influxdb/v1/write_protocols/line_protocol_reference/).
+
+Hand-written rather than influxdb-client's ``Point``: this is the hot path (one call per reading) and
+``Point`` builds several intermediate objects per field. Escaping follows the reference exactly, so a
+name can never add a tag, a field or a point; identifiers are already restricted by the profile schema.
+Timestamps are written in nanoseconds: readings carry millisecond device time (times 10^6), dead letters
+and self-metrics add a sub-millisecond counter so that two of them never share a point key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from citytelemetry.records import FieldValue, Reading
+
+_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\r": r"\r", "\t": r"\t"})
+_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\r": r"\r", "\t": r"\t"})
+_STRING_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\", "\n": r"\n", "\r": r"\r"})
+
+NS_PER_MS = 1_000_000
+
+
+def escape_measurement(name: str) -> str:
+    return name.translate(_MEASUREMENT_ESCAPES)
+
+
+def escape_key(name: str) -> str:
+    """Tag keys, tag values and field keys."""
+    # A trailing backslash would escape the separator that follows it.
+    return name.translate(_KEY_ESCAPES).rstrip("\\") or "_"
+
+
+def format_field_value(value: FieldValue) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is int:
+        return f"{value}i"
+    if type(value) is float:
+        if not math.isfinite(value):
+            raise ValueError("line protocol has no NaN or infinity")
+        return repr(value)
+    return '"' + str(value).translate(_STRING_ESCAPES) + '"'
+
+
+def format_tags(tags: tuple[tuple[str, str], ...]) -> str:
+    return "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in tags if v)
+
+
+def format_line(measurement: str, tags: tuple[tuple[str, str], ...], fields: Mapping[str, FieldValue],
+                timestamp_ns: int) -> bytes:
+    field_text = ",".join(f"{escape_key(k)}={format_field_value(v)}" for k, v in fields.items())
+    return f"{escape_measurement(measurement)}{format_tags(tags)} {field_text} {timestamp_ns}".encode()
+
+
+def reading_line(reading: Reading) -> bytes:
+    return format_line(reading.measurement, reading.tags, reading.fields, reading.timestamp_ms * NS_PER_MS)

@@ -1,0 +1,203 @@
+"""The validator: one inbound MQTT message -> readings and reason-coded rejections.
+
+What a message with some bad parts gives (docs/device-contract.md, "Partial rejection"):
+- message-level faults (topic, size, encoding, JSON, schema, device identity) reject the whole message;
+- reading-level faults (timestamp window, sequence) reject that reading, other readings of a batch land;
+- field-level faults (unknown measurement, wrong type, out of range) reject that field only: the
+  reading's valid fields still land, so a broken CO cell does not blind the CH4 and O2 cells beside it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from citytelemetry.contracts import InboundMessage
+from citytelemetry.ingest.topics import STATUS, parse_device_topic
+from citytelemetry.profiles import Catalog, RegisteredDevice
+from citytelemetry.records import FieldValue, Outcome, Reading, Reason, Rejection
+from citytelemetry.validate.decode import DecodeRejected, decode_object, excerpt
+from citytelemetry.validate.fields import FieldCheck, FieldRejected, compile_check
+from citytelemetry.validate.sequence import SequenceTracker
+
+STATUS_MEASUREMENT = "ct_device_status"
+STATUS_STATES = frozenset({"online", "offline"})
+
+
+@dataclass(slots=True, frozen=True)
+class Limits:
+    max_payload_bytes: int = 65_536
+    max_readings_per_message: int = 500
+    max_future_s: float = 300.0
+    max_age_s: float = 7 * 86_400.0
+
+
+class _ReadingRejected(Exception):  # noqa: N818 - a signal, not an error of ours
+    def __init__(self, reason: Reason, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+
+
+def _parse_timestamp(raw: object) -> int:
+    """Epoch milliseconds (integer) or an RFC 3339 string with an offset -> epoch ms."""
+    if type(raw) is int:
+        return raw
+    if type(raw) is str:
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            raise _ReadingRejected(Reason.BAD_SCHEMA, f"ts {raw[:40]!r} is not RFC 3339") from None
+        if parsed.tzinfo is None:
+            raise _ReadingRejected(Reason.BAD_SCHEMA, "ts string needs a UTC offset (e.g. Z)")
+        return int(parsed.timestamp() * 1000)
+    raise _ReadingRejected(Reason.BAD_SCHEMA, "ts must be epoch milliseconds or an RFC 3339 string")
+
+
+class MessageValidator:
+    """Validates against the catalog; compiled field checks per device type. Never raises on input."""
+
+    def __init__(self, catalog: Catalog, limits: Limits, *, topic_prefix: str = "ct/v1",
+                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+        self._catalog = catalog
+        self._limits = limits
+        self._prefix = topic_prefix
+        self._clock_ms = clock_ms
+        self._checks: dict[str, dict[str, FieldCheck]] = {
+            name: {key: compile_check(key, m) for key, m in profile.measurements.items()}
+            for name, profile in catalog.profiles.items()
+        }
+        self.sequences = SequenceTracker()
+
+    def __call__(self, message: InboundMessage) -> Outcome:
+        outcome = Outcome()
+        try:
+            device, kind = self._identify(message)
+            data = self._decode(message)
+            if kind == STATUS:
+                self._status(device, data, message, outcome)
+            else:
+                self._telemetry(device, data, message, outcome)
+        except _ReadingRejected as exc:  # raised at message level: the whole message is refused
+            device_id = self._known_device_id(message)
+            outcome.rejections.append(self._reject(message, exc.reason, exc.detail, device_id))
+        return outcome
+
+    # -- message level ---------------------------------------------------------------------------
+    def _identify(self, message: InboundMessage) -> tuple[RegisteredDevice, str]:
+        topic = parse_device_topic(message.topic, self._prefix)
+        if topic is None:
+            raise _ReadingRejected(Reason.BAD_TOPIC, "topic does not follow <prefix>/<site>/<system>/<device>/"
+                                   "telemetry|status")
+        device = self._catalog.devices.get(topic.device_id)
+        if device is None:
+            raise _ReadingRejected(Reason.UNKNOWN_DEVICE, "device is not in the inventory")
+        if topic.site != device.site or topic.system != device.system.value:
+            raise _ReadingRejected(Reason.DEVICE_MISMATCH, f"device {device.id} belongs to "
+                                   f"{device.site}/{device.system.value}, not {topic.site}/{topic.system}")
+        return device, topic.kind
+
+    def _decode(self, message: InboundMessage) -> dict[str, Any]:
+        size = len(message.payload)
+        if size > self._limits.max_payload_bytes:
+            raise _ReadingRejected(Reason.PAYLOAD_TOO_LARGE,
+                                   f"{size} bytes > limit {self._limits.max_payload_bytes}")
+        try:
+            return decode_object(message.payload)
+        except DecodeRejected as exc:
+            raise _ReadingRejected(exc.reason, exc.detail) from None
+
+    def _known_device_id(self, message: InboundMessage) -> str | None:
+        topic = parse_device_topic(message.topic, self._prefix)
+        if topic is None or topic.device_id not in self._catalog.devices:
+            return None
+        return topic.device_id
+
+    # -- telemetry -------------------------------------------------------------------------------
+    def _telemetry(self, device: RegisteredDevice, data: dict[str, Any], message: InboundMessage,
+                   outcome: Outcome) -> None:
+        claimed = data.get("device")
+        if claimed != device.id:
+            if not isinstance(claimed, str):
+                raise _ReadingRejected(Reason.BAD_SCHEMA, 'payload needs "device": the device id')
+            raise _ReadingRejected(Reason.DEVICE_MISMATCH,
+                                   f"payload device {claimed[:64]!r} differs from topic device {device.id}")
+        batch = data.get("readings")
+        if batch is None:
+            readings: list[Any] = [data]
+        elif isinstance(batch, list) and batch:
+            readings = batch
+        else:
+            raise _ReadingRejected(Reason.BAD_SCHEMA, '"readings" must be a non-empty list')
+        if len(readings) > self._limits.max_readings_per_message:
+            raise _ReadingRejected(Reason.TOO_MANY_READINGS,
+                                   f"{len(readings)} readings > limit {self._limits.max_readings_per_message}")
+        now_ms = self._clock_ms()
+        for raw in readings:
+            try:
+                self._reading(device, raw, now_ms, message, outcome)
+            except _ReadingRejected as exc:
+                seq = raw.get("seq") if isinstance(raw, dict) and type(raw.get("seq")) is int else None
+                outcome.rejections.append(self._reject(message, exc.reason, exc.detail, device.id, seq=seq))
+
+    def _reading(self, device: RegisteredDevice, raw: object, now_ms: int, message: InboundMessage,
+                 outcome: Outcome) -> None:
+        if not isinstance(raw, dict):
+            raise _ReadingRejected(Reason.BAD_SCHEMA, "a reading must be a JSON object")
+        seq = raw.get("seq")
+        if type(seq) is not int or seq < 0:
+            raise _ReadingRejected(Reason.BAD_SCHEMA, "seq must be a non-negative integer")
+        values = raw.get("values")
+        if not isinstance(values, dict) or not values:
+            raise _ReadingRejected(Reason.BAD_SCHEMA, "values must be a non-empty object")
+        ts = _parse_timestamp(raw.get("ts"))
+        if ts > now_ms + self._limits.max_future_s * 1000:
+            raise _ReadingRejected(Reason.TIMESTAMP_IN_FUTURE, f"ts {ts} is {(ts - now_ms) / 1000:.0f} s ahead "
+                                   f"of the pipeline clock (limit {self._limits.max_future_s:g} s)")
+        if ts < now_ms - self._limits.max_age_s * 1000:
+            raise _ReadingRejected(Reason.TIMESTAMP_TOO_OLD, f"ts {ts} is {(now_ms - ts) / 1000:.0f} s old "
+                                   f"(limit {self._limits.max_age_s:g} s)")
+        verdict = self.sequences.check(device.id, seq, ts)
+        if verdict is not None:
+            raise _ReadingRejected(verdict, f"seq {seq} already seen (last {self.sequences.last_seq(device.id)})")
+        fields = self._fields(device, values, seq, message, outcome)
+        if fields:
+            outcome.readings.append(Reading(measurement=device.profile.type, device_id=device.id,
+                                            tags=device.tags, fields=fields, timestamp_ms=ts, seq=seq))
+
+    def _fields(self, device: RegisteredDevice, values: dict[str, Any], seq: int, message: InboundMessage,
+                outcome: Outcome) -> dict[str, FieldValue]:
+        checks = self._checks[device.profile.type]
+        fields: dict[str, FieldValue] = {}
+        for key, value in values.items():
+            check = checks.get(key)
+            if check is None:
+                outcome.rejections.append(self._reject(
+                    message, Reason.UNKNOWN_MEASUREMENT, f"{key[:64]!r} is not a measurement of "
+                    f"{device.profile.type}", device.id, seq=seq, measurement=None))
+                continue
+            try:
+                fields[key] = check(value)
+            except FieldRejected as exc:
+                outcome.rejections.append(self._reject(message, exc.reason, exc.detail, device.id,
+                                                       seq=seq, measurement=key))
+        return fields
+
+    # -- status ----------------------------------------------------------------------------------
+    def _status(self, device: RegisteredDevice, data: dict[str, Any], message: InboundMessage,
+                outcome: Outcome) -> None:
+        state = data.get("state")
+        if state not in STATUS_STATES:
+            raise _ReadingRejected(Reason.BAD_SCHEMA, 'status needs "state": "online" or "offline"')
+        # A last will carries no timestamp: the broker's delivery time is the best we have.
+        ts = _parse_timestamp(data["ts"]) if "ts" in data else message.received_ms
+        outcome.readings.append(Reading(measurement=STATUS_MEASUREMENT, device_id=device.id, tags=device.tags,
+                                        fields={"state": state, "online": state == "online"},
+                                        timestamp_ms=ts, seq=-1))
+
+    def _reject(self, message: InboundMessage, reason: Reason, detail: str, device_id: str | None,
+                *, seq: int | None = None, measurement: str | None = None) -> Rejection:
+        return Rejection(reason=reason, detail=detail, topic=message.topic, excerpt=excerpt(message.payload),
+                         device_id=device_id, measurement=measurement, seq=seq)
