@@ -47,6 +47,7 @@ class BufferedSink:
         self._room = asyncio.Event()
         self._room.set()
         self._closing = False
+        self._urgent = False  # someone waits for the buffer to empty: do not wait for a full batch
         self._empty = asyncio.Event()
         self._empty.set()
 
@@ -86,13 +87,13 @@ class BufferedSink:
                 self._data.clear()
                 await self._data.wait()
                 continue
-            if len(self._lines) < self._batch_size and not self._closing:
+            if len(self._lines) < self._batch_size and not (self._closing or self._urgent):
                 await self._wait_for_batch()
             await self._flush_one()
 
     async def _wait_for_batch(self) -> None:
         deadline = time.monotonic() + self._interval
-        while len(self._lines) < self._batch_size and not self._closing:
+        while len(self._lines) < self._batch_size and not (self._closing or self._urgent):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -116,6 +117,7 @@ class BufferedSink:
         if len(self._lines) < self._max_buffered:
             self._room.set()
         if not self._lines:
+            self._urgent = False
             self._empty.set()
 
     async def _write_until_done(self, batch: list[bytes]) -> None:
@@ -156,7 +158,9 @@ class BufferedSink:
 
     async def wait_empty(self) -> None:
         """Return once everything put so far is written (the flush loop must be running)."""
-        self._data.set()
+        if self._lines:
+            self._urgent = True
+            self._data.set()
         await self._empty.wait()
 
     async def close(self) -> None:

@@ -1,0 +1,5 @@
+import sys
+
+from citytelemetry.cli import main
+
+sys.exit(main())

@@ -1,0 +1,130 @@
+"""BufferedSink with a fake writer: batching, ordering of durability callbacks, retry, split, refusal."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from citytelemetry.sink.backoff import Backoff
+from citytelemetry.sink.buffer import BufferedSink
+from citytelemetry.sink.errors import BatchTooLargeError, RejectedLinesError, RetryableWriteError
+
+
+class FakeWriter:
+    def __init__(self, *, fail_first: int = 0, bad: frozenset[bytes] = frozenset(), max_lines: int = 10_000,
+                 retry_after: float | None = None) -> None:
+        self.batches: list[list[bytes]] = []
+        self.attempts = 0
+        self._fail_first, self._bad, self._max, self._retry_after = fail_first, bad, max_lines, retry_after
+
+    async def write(self, lines: Sequence[bytes]) -> None:
+        self.attempts += 1
+        if self.attempts <= self._fail_first:
+            raise RetryableWriteError("HTTP 503: busy", retry_after_s=self._retry_after)
+        if len(lines) > self._max:
+            raise BatchTooLargeError("HTTP 413")
+        if self._bad & set(lines):
+            raise RejectedLinesError('partial write: unable to parse "bad"')
+        self.batches.append(list(lines))
+
+    async def aclose(self) -> None:
+        return None
+
+
+def fast_backoff() -> Backoff:
+    return Backoff(base_s=0.001, cap_s=0.002)
+
+
+async def run_until_empty(sink: BufferedSink) -> None:
+    task = asyncio.create_task(sink.run())
+    await asyncio.wait_for(sink.wait_empty(), 5)
+    await sink.close()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_flushes_on_size_in_order_and_settles_callbacks_in_order() -> None:
+    writer = FakeWriter()
+    settled: list[str] = []
+    sink = BufferedSink(writer, on_refused=lambda line, msg: None, batch_size=3, flush_interval_s=10,
+                        backoff=fast_backoff())
+    await sink.put([b"a1", b"a2"], lambda: settled.append("a"))
+    await sink.put([b"b1", b"b2"], lambda: settled.append("b"))
+    await sink.put([], lambda: settled.append("empty"))
+    await run_until_empty(sink)
+    assert writer.batches == [[b"a1", b"a2", b"b1"], [b"b2"]]
+    assert settled == ["a", "b", "empty"]
+    assert sink.stats.lines_written == 4
+    assert sink.stats.batches_written == 2
+
+
+async def test_flushes_on_interval() -> None:
+    writer = FakeWriter()
+    sink = BufferedSink(writer, on_refused=lambda line, msg: None, batch_size=100, flush_interval_s=0.05)
+    task = asyncio.create_task(sink.run())
+    await sink.put([b"x"])
+    await asyncio.sleep(0.3)
+    assert writer.batches == [[b"x"]]
+    await sink.close()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_retryable_errors_retry_the_same_batch_until_written() -> None:
+    writer = FakeWriter(fail_first=3)
+    done: list[bool] = []
+    sink = BufferedSink(writer, on_refused=lambda line, msg: None, batch_size=2, backoff=fast_backoff())
+    await sink.put([b"1", b"2"], lambda: done.append(True))
+    await run_until_empty(sink)
+    assert writer.attempts == 4
+    assert writer.batches == [[b"1", b"2"]]
+    assert sink.stats.retries == 3
+    assert done == [True]
+
+
+def test_backoff_honours_retry_after_and_caps() -> None:
+    backoff = Backoff(base_s=0.1, cap_s=2.0)
+    assert backoff.delay(0, retry_after_s=7.0) == 7.0
+    assert all(1.0 <= backoff.delay(30) <= 2.0 for _ in range(50))
+
+
+async def test_too_large_batches_are_split() -> None:
+    writer = FakeWriter(max_lines=2)
+    sink = BufferedSink(writer, on_refused=lambda line, msg: None, batch_size=5, backoff=fast_backoff())
+    await sink.put([b"1", b"2", b"3", b"4", b"5"])
+    await run_until_empty(sink)
+    assert [line for batch in writer.batches for line in batch] == [b"1", b"2", b"3", b"4", b"5"]
+    assert max(len(b) for b in writer.batches) == 2
+
+
+async def test_refused_lines_are_isolated_and_the_rest_lands() -> None:
+    writer = FakeWriter(bad=frozenset({b"bad1", b"bad2"}))
+    refused: list[tuple[bytes, str]] = []
+    settled: list[int] = []
+    sink = BufferedSink(writer, on_refused=lambda line, msg: refused.append((line, msg)), batch_size=8,
+                        backoff=fast_backoff())
+    lines = [b"1", b"bad1", b"2", b"3", b"4", b"bad2", b"5", b"6"]
+    await sink.put(lines, lambda: settled.append(1))
+    await run_until_empty(sink)
+    assert sorted(line for batch in writer.batches for line in batch) == [b"1", b"2", b"3", b"4", b"5", b"6"]
+    assert [line for line, _ in refused] == [b"bad1", b"bad2"]
+    assert refused[0][1] == 'partial write: unable to parse "bad"'
+    assert settled == [1]
+    assert sink.stats.lines_dead_lettered == 2
+    assert sink.stats.lines_written == 6
+
+
+async def test_put_waits_while_the_buffer_is_full() -> None:
+    writer = FakeWriter(fail_first=1_000_000)  # InfluxDB down
+    sink = BufferedSink(writer, on_refused=lambda line, msg: None, batch_size=2, max_buffered_lines=4,
+                        backoff=fast_backoff())
+    task = asyncio.create_task(sink.run())
+    await sink.put([b"1", b"2", b"3", b"4"])
+    blocked = asyncio.create_task(sink.put([b"5"]))
+    await asyncio.sleep(0.05)
+    assert not blocked.done()
+    assert sink.pending == 4
+    task.cancel()
+    blocked.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

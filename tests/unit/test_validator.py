@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from citytelemetry.contracts import InboundMessage
+from citytelemetry.records import Reason
+from citytelemetry.validate import Limits, MessageValidator
+
+from .catalog_fixture import make_catalog
+
+NOW = 1_780_000_000_000
+TOPIC = "ct/v1/hunnan/tunnel/tun-c001-gas1/telemetry"
+
+
+class NoDelivery:
+    def settle(self) -> None:
+        raise AssertionError("validation never settles")
+
+
+def message(payload: bytes | dict[str, object], topic: str = TOPIC) -> InboundMessage:
+    body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+    return InboundMessage(topic=topic, payload=body, received_ms=NOW, delivery=NoDelivery())
+
+
+def reading(seq: int = 1, ts: object = NOW, **values: object) -> dict[str, object]:
+    return {"device": "tun-c001-gas1", "seq": seq, "ts": ts, "values": values or {"o2": 20.9, "ch4": 1.5}}
+
+
+@pytest.fixture
+def validate() -> MessageValidator:
+    return MessageValidator(make_catalog(), Limits(max_payload_bytes=1024, max_readings_per_message=3),
+                            clock_ms=lambda: NOW)
+
+
+def test_valid_reading_keeps_types_timestamp_and_inventory_tags(validate: MessageValidator) -> None:
+    outcome = validate(message(reading(o2=20, ch4=1.5, alarms=3, heater_on=True, mode="normal")))
+    assert outcome.rejections == []
+    [point] = outcome.readings
+    assert point.fields == {"o2": 20.0, "ch4": 1.5, "alarms": 3, "heater_on": True, "mode": "normal"}
+    assert type(point.fields["o2"]) is float
+    assert type(point.fields["alarms"]) is int
+    assert point.timestamp_ms == NOW
+    assert point.seq == 1
+    assert dict(point.tags) == {"site": "hunnan", "system": "tunnel", "device": "tun-c001-gas1",
+                                "device_type": "tunnel_multigas", "cabin": "power", "compartment": "c001"}
+
+
+def test_rfc3339_timestamp_is_accepted(validate: MessageValidator) -> None:
+    outcome = validate(message(reading(ts="2026-05-28T20:26:40Z")))
+    assert [r.timestamp_ms for r in outcome.readings] == [1_780_000_000_000]
+
+
+def test_batch_form_gives_one_reading_each(validate: MessageValidator) -> None:
+    batch = {"device": "tun-c001-gas1", "readings": [
+        {"seq": 1, "ts": NOW - 2000, "values": {"o2": 20.9}},
+        {"seq": 2, "ts": NOW - 1000, "values": {"o2": 20.8}},
+    ]}
+    outcome = validate(message(batch))
+    assert [(r.seq, r.fields) for r in outcome.readings] == [(1, {"o2": 20.9}), (2, {"o2": 20.8})]
+
+
+@pytest.mark.parametrize(("payload", "topic", "reason"), [
+    (b"{not json", TOPIC, Reason.NOT_JSON),
+    (b"\xff\xfe{}", TOPIC, Reason.NOT_UTF8),
+    (b'{"o2": NaN}', TOPIC, Reason.NOT_JSON),
+    (b"[1, 2]", TOPIC, Reason.BAD_SCHEMA),
+    (b"x" * 1025, TOPIC, Reason.PAYLOAD_TOO_LARGE),
+    (orjson.dumps(reading()), "ct/v1/hunnan/tunnel/nobody/telemetry", Reason.UNKNOWN_DEVICE),
+    (orjson.dumps(reading()), "ct/v1/hunnan/station/tun-c001-gas1/telemetry", Reason.DEVICE_MISMATCH),
+    (orjson.dumps(reading()), "ct/v1/hunnan/tun-c001-gas1/telemetry", Reason.BAD_TOPIC),
+    (orjson.dumps(reading()), "other/hunnan/tunnel/tun-c001-gas1/telemetry", Reason.BAD_TOPIC),
+    (orjson.dumps({**reading(), "device": "tun-c002-gas1"}), TOPIC, Reason.DEVICE_MISMATCH),
+    (orjson.dumps({"seq": 1, "ts": NOW, "values": {"o2": 1.0}}), TOPIC, Reason.BAD_SCHEMA),
+    (orjson.dumps({"device": "tun-c001-gas1", "readings": [reading(i) for i in range(1, 5)]}), TOPIC,
+     Reason.TOO_MANY_READINGS),
+    (orjson.dumps({"device": "tun-c001-gas1", "readings": []}), TOPIC, Reason.BAD_SCHEMA),
+])
+def test_message_level_rejections(validate: MessageValidator, payload: bytes, topic: str, reason: Reason) -> None:
+    outcome = validate(message(payload, topic))
+    assert outcome.readings == []
+    assert [r.reason for r in outcome.rejections] == [reason]
+    assert outcome.rejections[0].topic == topic
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"ts": NOW + 301_000}, Reason.TIMESTAMP_IN_FUTURE),
+    ({"ts": NOW - 8 * 86_400_000}, Reason.TIMESTAMP_TOO_OLD),
+    ({"ts": "yesterday"}, Reason.BAD_SCHEMA),
+    ({"ts": "2026-05-28T20:26:40"}, Reason.BAD_SCHEMA),
+    ({"ts": 1.5e12}, Reason.BAD_SCHEMA),
+    ({"seq": -1}, Reason.BAD_SCHEMA),
+    ({"seq": True}, Reason.BAD_SCHEMA),
+    ({"values": {}}, Reason.BAD_SCHEMA),
+])
+def test_reading_level_rejections(validate: MessageValidator, changes: dict[str, object], reason: Reason) -> None:
+    outcome = validate(message({**reading(), **changes}))
+    assert outcome.readings == []
+    assert [r.reason for r in outcome.rejections] == [reason]
+
+
+@pytest.mark.parametrize(("values", "reason", "field"), [
+    ({"o2": 25.1}, Reason.OUT_OF_RANGE, "o2"),
+    ({"o2": -0.1}, Reason.OUT_OF_RANGE, "o2"),
+    ({"o2": "20.9"}, Reason.WRONG_TYPE, "o2"),
+    ({"o2": True}, Reason.WRONG_TYPE, "o2"),
+    ({"alarms": 2.0}, Reason.WRONG_TYPE, "alarms"),
+    ({"alarms": 1001}, Reason.OUT_OF_RANGE, "alarms"),
+    ({"heater_on": 1}, Reason.WRONG_TYPE, "heater_on"),
+    ({"mode": "turbo"}, Reason.OUT_OF_RANGE, "mode"),
+    ({"mode": 3}, Reason.WRONG_TYPE, "mode"),
+    ({"h2": 1.0}, Reason.UNKNOWN_MEASUREMENT, None),
+])
+def test_field_level_rejection_keeps_the_other_fields(validate: MessageValidator, values: dict[str, object],
+                                                      reason: Reason, field: str | None) -> None:
+    outcome = validate(message(reading(ch4=2.5, **values)))
+    assert [(r.reason, r.measurement, r.seq, r.device_id) for r in outcome.rejections] == [
+        (reason, field, 1, "tun-c001-gas1")]
+    [point] = outcome.readings
+    assert point.fields == {"ch4": 2.5}
+
+
+def test_reading_with_only_bad_fields_gives_no_point(validate: MessageValidator) -> None:
+    outcome = validate(message(reading(o2=99.0)))
+    assert outcome.readings == []
+    assert [r.reason for r in outcome.rejections] == [Reason.OUT_OF_RANGE]
+
+
+def test_duplicate_and_stale_sequence_numbers(validate: MessageValidator) -> None:
+    assert validate(message(reading(seq=5, ts=NOW - 1000))).readings
+    dup = validate(message(reading(seq=5, ts=NOW - 1000)))
+    stale = validate(message(reading(seq=4, ts=NOW - 2000)))
+    assert [r.reason for r in dup.rejections] == [Reason.DUPLICATE_SEQUENCE]
+    assert [r.reason for r in stale.rejections] == [Reason.STALE_SEQUENCE]
+    assert dup.readings == stale.readings == []
+
+
+def test_device_restart_with_newer_timestamp_resets_sequence(validate: MessageValidator) -> None:
+    assert validate(message(reading(seq=900, ts=NOW - 5000))).readings
+    restarted = validate(message(reading(seq=1, ts=NOW - 1000)))
+    assert [r.seq for r in restarted.readings] == [1]
+    assert validate.sequences.restarts == 1
+
+
+def test_rejection_excerpt_is_bounded_and_printable(validate: MessageValidator) -> None:
+    outcome = validate(message(b"\x00\x01" + b"a" * 600, "ct/v1/x"))
+    [rejection] = outcome.rejections
+    assert len(rejection.excerpt) == 257
+    assert rejection.excerpt.startswith("\ufffd\ufffdaaa")
+    assert rejection.device_id is None
+
+
+def test_status_birth_and_last_will(validate: MessageValidator) -> None:
+    status = "ct/v1/hunnan/tunnel/tun-c001-gas1/status"
+    online = validate(message({"state": "online", "ts": NOW - 10}, status))
+    offline = validate(message({"state": "offline"}, status))
+    bad = validate(message({"state": "sleeping"}, status))
+    assert [(r.measurement, r.fields, r.timestamp_ms) for r in online.readings + offline.readings] == [
+        ("ct_device_status", {"state": "online", "online": True}, NOW - 10),
+        ("ct_device_status", {"state": "offline", "online": False}, NOW),
+    ]
+    assert [r.reason for r in bad.rejections] == [Reason.BAD_SCHEMA]
