@@ -75,6 +75,7 @@ class Pipeline:
             await self._prepare_database()
             await self._consume()
         finally:
+            log.info("stopping: writing %d buffered lines", self.sink.pending)
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -92,6 +93,8 @@ class Pipeline:
             await self._writer.aclose()
             if runner is not None:
                 await runner.cleanup()
+            log.info("stopped: %d messages received, %d settled, %d points written",
+                     self.stats.messages_received, self.stats.messages_settled, self.stats.write.lines_written)
 
     async def _prepare_database(self) -> None:
         if isinstance(self._writer, InfluxV1Writer) and self.settings.influx.create_database:
@@ -172,6 +175,9 @@ class Pipeline:
             stats.readings_landed.update(landed)
             stats.messages_settled += 1
             delivery.settle()
+            source = self._source
+            if source is not None:
+                stats.in_flight_messages = source.acks.in_flight
 
         await self.sink.put(lines, on_durable)
 
