@@ -123,6 +123,12 @@ class DeviceProfile(Strict):
     reporting_interval_s: float = Field(gt=0, le=86_400)
     measurements: dict[Identifier, Measurement] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _reserved_keys(self) -> Self:
+        if "seq" in self.measurements:
+            raise ValueError("'seq' is reserved for the device sequence number stored with every point")
+        return self
+
 
 class Device(Strict):
     id: DeviceId

@@ -19,6 +19,7 @@ _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "
 _STRING_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\", "\n": r"\n", "\r": r"\r"})
 
 NS_PER_MS = 1_000_000
+SEQ_FIELD = "seq"  # reserved: profiles may not name a measurement "seq"
 
 
 def escape_measurement(name: str) -> str:
@@ -56,4 +57,10 @@ def format_line(measurement: str, tags: tuple[tuple[str, str], ...], fields: Map
 
 
 def reading_line(reading: Reading) -> bytes:
-    return format_line(reading.measurement, reading.tags, reading.fields, reading.timestamp_ms * NS_PER_MS)
+    """A reading's point; its device sequence number rides along as the integer field ``seq`` so that
+    completeness (gaps, duplicates) can be audited from InfluxDB alone."""
+    line = format_line(reading.measurement, reading.tags, reading.fields, reading.timestamp_ms * NS_PER_MS)
+    if reading.seq < 0:  # status records have no sequence number
+        return line
+    head, _, timestamp = line.rpartition(b" ")
+    return b"%s,%s=%di %s" % (head, SEQ_FIELD.encode(), reading.seq, timestamp)
