@@ -282,8 +282,9 @@ def test_up_is_idempotent_and_down_stops_what_it_started(tmp_path: Path) -> None
     finally:
         code, out, _ = _command("down", settings)
     assert code == 0
-    assert [line.split()[-1] for line in out.splitlines()] == ["(stopped)"] * 3
-    assert not any(_alive(int(pid.removeprefix("pid="))) for pid in first.values())
+    pids = [pid.removeprefix("pid=") for pid in first.values()]
+    assert [line.split("  (")[-1] for line in out.splitlines()] == [f"stopped pid {pid})" for pid in reversed(pids)]
+    assert not any(_alive(int(pid)) for pid in pids)
     assert _command("status", settings)[0] == 3
 
 

@@ -84,7 +84,8 @@ def _up(services: list[ManagedService], out: TextIO, err: TextIO) -> int:
 
 def _down(services: list[ManagedService], out: TextIO) -> int:
     for service in reversed(services):
-        note = "stopped" if service.stop() else "was not running"
+        pid = service.pid
+        note = f"stopped pid {pid}" if service.stop() else "was not running"
         out.write(f"{service.status().line()}  ({note})\n")
     return EXIT_OK
 
