@@ -27,6 +27,7 @@ from citytelemetry.services import (
     ServiceSpec,
     ServiceStartError,
     ServiceState,
+    TcpProbe,
     definitions,
     free_port,
     port_is_free,
@@ -217,6 +218,51 @@ def test_start_refuses_a_port_held_by_a_stranger(tmp_path: Path, foreign_listene
         service.start()
 
     assert service.status().state is ServiceState.PORT_TAKEN
+
+
+def _python_service(tmp_path: Path, code: str) -> ServiceSpec:
+    """A stand-in service: ``python -c code <port> <marker>``, ready once it listens on the port."""
+    port = free_port()
+    marker = tmp_path / "stand-in.conf"
+    return ServiceSpec(
+        name="stand-in",
+        binary=sys.executable,
+        args=("-c", code, str(port), str(marker)),
+        home=tmp_path,
+        marker=marker,
+        url=f"tcp://127.0.0.1:{port}",
+        ports=(port,),
+        probe=TcpProbe("127.0.0.1", port),
+    )
+
+
+def test_stop_kills_a_process_that_ignores_sigterm(tmp_path: Path) -> None:
+    code = (
+        "import signal, socket, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); time.sleep(300)\n"
+    )
+    service = ManagedService(_python_service(tmp_path, code), stop_timeout=0.5)
+    service.start()
+    pid = service.pid
+    assert pid is not None
+    started = time.monotonic()
+
+    assert service.stop() is True
+
+    assert time.monotonic() - started >= 0.5
+    assert not _alive(pid)
+
+
+def test_a_service_that_never_gets_ready_times_out_with_its_log_tail(tmp_path: Path) -> None:
+    code = "import sys, time\nprint('warming up forever', flush=True)\ntime.sleep(300)\n"
+    service = ManagedService(_python_service(tmp_path, code), start_timeout=0.5)
+
+    with pytest.raises(ServiceStartError, match=r"(?s)stand-in not ready at tcp://.* after 0.5 s.*warming up forever"):
+        service.start()
+
+    assert service.pid is None
+    assert not service.spec.pid_file.exists()
 
 
 # --- services_command ----------------------------------------------------------------------------

@@ -13,18 +13,22 @@ from citytelemetry.services.command import managed_services, services_command
 from citytelemetry.services.errors import BinaryNotFoundError, PortInUseError, ServiceError, ServiceStartError
 from citytelemetry.services.managed import ManagedService, ServiceState, ServiceStatus
 from citytelemetry.services.ports import free_port, port_is_free
+from citytelemetry.services.probes import HttpProbe, Probe, TcpProbe
 from citytelemetry.services.spec import ConfigFile, ServiceSpec
 
 __all__ = [
     "BinaryNotFoundError",
     "ConfigFile",
+    "HttpProbe",
     "ManagedService",
     "PortInUseError",
+    "Probe",
     "ServiceError",
     "ServiceSpec",
     "ServiceStartError",
     "ServiceState",
     "ServiceStatus",
+    "TcpProbe",
     "definitions",
     "free_port",
     "managed_services",
