@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from citytelemetry.profiles import Catalog, ProfileError, load_catalog
 from citytelemetry.profiles.models import Measurement, System, Threshold, ValueType
@@ -138,16 +139,42 @@ def band_violations(key: str, m: Measurement) -> list[str]:
     return problems
 
 
-def test_band_check_catches_a_typical_band_that_crosses_a_warning() -> None:
+def test_band_check_catches_a_level_on_the_range_edge() -> None:
     m = Measurement.model_validate({
         "description": "humidity", "value_type": "float", "range": {"min": 0, "max": 100},
-        "typical": {"min": 50, "max": 90},
+        "typical": {"min": 50, "max": 85},
         "thresholds": {"high": {"warning": 90, "critical": 100, "source": "x [est]"}},
     })
-    assert band_violations("humidity", m) == [
-        "humidity: level 100 not strictly inside the range",
-        "humidity: typical max 90 not below the high level 90",
-    ]
+    assert band_violations("humidity", m) == ["humidity: level 100 not strictly inside the range"]
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"typical": {"min": 50, "max": 90}}, "typical.max 90.0 is at or above the high level 90.0: normal would alarm"),
+    ({"thresholds": {"high": {"warning": 90, "critical": 120, "source": "x [est]"}}},
+     "thresholds.high.critical 120.0 lies outside the range [0.0, 100.0]: it could never fire"),
+    ({"thresholds": {"low": {"warning": 95, "source": "x [est]"}, "high": {"warning": 90, "source": "x [est]"}}},
+     "low levels (95.0) must lie below high levels (90.0)"),
+    ({"range": {"min": 0, "max": True}}, "range.max"),
+    ({"range": {"min": float("nan"), "max": 100}}, "range.min"),
+    ({"monotonic": True, "value_type": "bool", "range": None, "typical": None, "thresholds": None},
+     "monotonic applies to numeric counters only"),
+])
+def test_the_model_refuses_inconsistent_levels(changes: dict[str, object], message: str) -> None:
+    data: dict[str, object] = {
+        "description": "humidity", "value_type": "float", "range": {"min": 0, "max": 100},
+        "typical": {"min": 50, "max": 85},
+        "thresholds": {"high": {"warning": 90, "critical": 95, "source": "x [est]"}},
+    }
+    data.update(changes)
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        Measurement.model_validate({k: v for k, v in data.items() if v is not None})
+
+
+def test_a_state_cannot_be_both_warning_and_critical() -> None:
+    with pytest.raises(ValidationError, match=re.escape("states both warning and critical: ['fire']")):
+        Measurement.model_validate({"description": "detector", "value_type": "enum",
+                                    "values": ["normal", "fire"], "warning_values": ["fire"],
+                                    "critical_values": ["fire"]})
 
 
 @pytest.mark.parametrize("path", TYPE_FILES, ids=lambda p: p.stem)
@@ -268,8 +295,9 @@ def test_an_unreadable_file_is_reported_by_file(district: Path, text: str, expec
     path.write_text(text, encoding="utf-8")
     problems = _problems(district)
     assert problems[0].startswith(f"{path}: {expected}")
-    # The fans of the inventory now have no profile: each is reported, none is loaded.
-    assert len(problems) == 1 + 160
+    # The fans of the inventory now have no profile: one line says so, none is loaded.
+    assert problems[1:] == [f"{district / 'inventory' / 'tunnel.yaml'}: devices of type 'tunnel_fan' not checked: "
+                            "its profile is invalid"]
 
 
 def test_one_bad_inventory_file_among_good_ones_loads_nothing(district: Path) -> None:
@@ -283,10 +311,25 @@ def test_every_broken_file_is_listed_at_once(district: Path) -> None:
     _edit(gas, lambda d: _o2(d).pop("range"))
     _edit(station, lambda d: d["devices"][1].update(id="stn-chp1"))
     problems = _problems(district)
-    # The 320 gas detectors of the inventory lose their profile and are reported too.
+    # The 320 gas detectors of the inventory lose their profile: one line for all of them.
     assert Counter(p.split(": ")[0] for p in problems) == {
-        str(gas): 1, str(district / "inventory" / "tunnel.yaml"): 320, str(station): 1,
+        str(gas): 1, str(district / "inventory" / "tunnel.yaml"): 1, str(station): 1,
     }
+
+
+def test_duplicate_yaml_keys_are_refused(district: Path) -> None:
+    path = district / GAS
+    path.write_text(path.read_text(encoding="utf-8") + "description: again\n", encoding="utf-8")
+    problems = _problems(district)
+    assert problems[0].startswith(f"{path}: cannot read: ")
+    assert "duplicate key 'description'" in problems[0]
+
+
+def test_file_name_must_match_the_type(district: Path) -> None:
+    path = district / GAS
+    path.rename(path.with_name("gas.yaml"))
+    problems = _problems(district)
+    assert problems[0] == f"{path.with_name('gas.yaml')}: type: 'tunnel_multigas' must match the file name 'gas'"
 
 
 # --- generators: the committed files are what the scripts produce ------------------------------------

@@ -26,9 +26,23 @@ class ProfileError(Exception):
         super().__init__(f"{len(problems)} problem(s) in device profiles:\n  " + "\n  ".join(problems))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; in a hand-edited profile that hides a mistake."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in keys:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            keys.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path, problems: list[str]) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         problems.append(f"{path}: cannot read: {exc}".replace("\n", " "))
         return None
@@ -60,12 +74,17 @@ def _yaml_files(directory: Path, problems: list[str]) -> list[Path]:
     return files
 
 
-def _load_profiles(directory: Path, problems: list[str]) -> dict[str, DeviceProfile]:
+def _load_profiles(directory: Path, problems: list[str], broken: set[str]) -> dict[str, DeviceProfile]:
+    """Load every profile; names of files that failed go to ``broken`` (their devices are not re-reported)."""
     profiles: dict[str, DeviceProfile] = {}
     origin: dict[str, Path] = {}
     for path in _yaml_files(directory, problems):
         profile = _parse(DeviceProfile, path, problems)
         if profile is None:
+            broken.add(path.stem)
+            continue
+        if profile.type != path.stem:
+            problems.append(f"{path}: type: '{profile.type}' must match the file name '{path.stem}'")
             continue
         if profile.type in profiles:
             problems.append(f"{path}: type: '{profile.type}' is already defined in {origin[profile.type]}")
@@ -75,10 +94,11 @@ def _load_profiles(directory: Path, problems: list[str]) -> dict[str, DeviceProf
     return profiles
 
 
-def _load_devices(directory: Path, profiles: dict[str, DeviceProfile],
-                  problems: list[str]) -> dict[str, RegisteredDevice]:
+def _load_devices(directory: Path, profiles: dict[str, DeviceProfile], problems: list[str],
+                  broken: set[str]) -> dict[str, RegisteredDevice]:
     devices: dict[str, RegisteredDevice] = {}
     origin: dict[str, str] = {}
+    unchecked: set[str] = set()
     for path in _yaml_files(directory, problems):
         inventory = _parse(InventoryFile, path, problems)
         if inventory is None:
@@ -87,7 +107,11 @@ def _load_devices(directory: Path, profiles: dict[str, DeviceProfile],
             key = f"{path}: devices.{index}"
             profile = profiles.get(device.type)
             if profile is None:
-                problems.append(f"{key}.type: unknown device type '{device.type}'")
+                if device.type not in broken:
+                    problems.append(f"{key}.type: unknown device type '{device.type}'")
+                elif device.type not in unchecked:  # one line, not one per device of a broken type
+                    unchecked.add(device.type)
+                    problems.append(f"{path}: devices of type '{device.type}' not checked: its profile is invalid")
                 continue
             if profile.system is not inventory.system:
                 problems.append(f"{key}.type: '{device.type}' belongs to system '{profile.system}', "
@@ -109,8 +133,9 @@ def _load_devices(directory: Path, profiles: dict[str, DeviceProfile],
 def load_catalog(profiles_dir: Path, inventory_dir: Path) -> Catalog:
     """Load and cross-check all profiles and inventory files; raise ``ProfileError`` listing every problem."""
     problems: list[str] = []
-    profiles = _load_profiles(profiles_dir, problems)
-    devices = _load_devices(inventory_dir, profiles, problems)
+    broken: set[str] = set()
+    profiles = _load_profiles(profiles_dir, problems, broken)
+    devices = _load_devices(inventory_dir, profiles, problems, broken)
     if problems:
         raise ProfileError(problems)
     return Catalog(profiles=profiles, devices=devices)

@@ -38,9 +38,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Finite numbers only; strict so that YAML `true` is not read as 1.0.
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
 class Span(Strict):
-    min: float
-    max: float
+    min: Number
+    max: Number
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -52,8 +56,8 @@ class Span(Strict):
 class Threshold(Strict):
     """A warning and/or critical level on one side; ``source`` says where the figure comes from."""
 
-    warning: float | None = None
-    critical: float | None = None
+    warning: Number | None = None
+    critical: Number | None = None
     source: str = Field(min_length=3)
 
     @model_validator(mode="after")
@@ -99,7 +103,12 @@ class Measurement(Strict):
             raise ValueError("numeric measurements need a physical range")
         if not numeric and (self.range or self.thresholds or self.typical):
             raise ValueError(f"range, typical and thresholds apply to numbers, not to {self.value_type}")
+        if self.monotonic and not numeric:
+            raise ValueError("monotonic applies to numeric counters only")
         if self.value_type is ValueType.ENUM:
+            both = set(self.warning_values) & set(self.critical_values)
+            if both:
+                raise ValueError(f"states both warning and critical: {sorted(both)}")
             if len(self.values) < 2:
                 raise ValueError("an enum needs at least two values")
             unknown = set(self.warning_values) | set(self.critical_values)
@@ -111,7 +120,28 @@ class Measurement(Strict):
         span, typical = self.range, self.typical
         if span and typical and (typical.min < span.min or typical.max > span.max):
             raise ValueError("typical band must lie inside the physical range")
+        if span and self.thresholds:
+            self._check_levels(span, typical, self.thresholds)
         return self
+
+    @staticmethod
+    def _check_levels(span: Span, typical: Span | None, thresholds: Thresholds) -> None:
+        """Levels must be reachable (inside the range) and leave normal operation (typical) quiet."""
+        low, high = thresholds.low, thresholds.high
+        for side, threshold in (("low", low), ("high", high)):
+            for name in ("warning", "critical"):
+                level = getattr(threshold, name) if threshold else None
+                if level is not None and not span.min <= level <= span.max:
+                    raise ValueError(f"thresholds.{side}.{name} {level} lies outside the range "
+                                     f"[{span.min}, {span.max}]: it could never fire")
+        low_edge = max((v for v in (low.warning, low.critical) if v is not None), default=None) if low else None
+        high_edge = min((v for v in (high.warning, high.critical) if v is not None), default=None) if high else None
+        if low_edge is not None and high_edge is not None and low_edge >= high_edge:
+            raise ValueError(f"low levels ({low_edge}) must lie below high levels ({high_edge})")
+        if typical and low_edge is not None and typical.min <= low_edge:
+            raise ValueError(f"typical.min {typical.min} is at or below the low level {low_edge}: normal would alarm")
+        if typical and high_edge is not None and typical.max >= high_edge:
+            raise ValueError(f"typical.max {typical.max} is at or above the high level {high_edge}: normal would alarm")
 
 
 class DeviceProfile(Strict):
