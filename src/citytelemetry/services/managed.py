@@ -14,7 +14,7 @@ from citytelemetry.services.errors import PortInUseError, ServiceError, ServiceS
 from citytelemetry.services.ports import port_is_free
 from citytelemetry.services.spec import ServiceSpec, find_binary
 
-_POLL_S = 0.05
+_POLL_S = 0.02
 
 
 class ServiceState(enum.Enum):

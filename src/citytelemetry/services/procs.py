@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-_POLL_S = 0.05
+_POLL_S = 0.02
 
 
 def spawn(argv: Sequence[str], *, log_file: Path, env: Mapping[str, str]) -> int:
