@@ -82,11 +82,14 @@ class ManagedService:
             return False
         binary = find_binary(self.spec.binary)
         self._check_ports()
-        self._prepare()
         env = {k: v for k, v in os.environ.items() if not k.startswith(self.spec.drop_env_prefixes)}
-        pid = procs.spawn((binary, *self.spec.args), log_file=self.spec.log_file, env=env)
-        procs.write_pid_file(self.spec.pid_file, pid)
         try:
+            self._prepare()
+            pid = procs.spawn((binary, *self.spec.args), log_file=self.spec.log_file, env=env)
+        except OSError as exc:
+            raise ServiceError(f"{self.name}: cannot start {binary} in {self.spec.home}: {exc}") from exc
+        try:
+            procs.write_pid_file(self.spec.pid_file, pid)
             self._wait_ready(pid)
         except BaseException:
             procs.terminate(pid, self.stop_timeout)
