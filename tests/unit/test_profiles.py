@@ -296,8 +296,8 @@ def test_an_unreadable_file_is_reported_by_file(district: Path, text: str, expec
     problems = _problems(district)
     assert problems[0].startswith(f"{path}: {expected}")
     # The fans of the inventory now have no profile: one line says so, none is loaded.
-    assert problems[1:] == [f"{district / 'inventory' / 'tunnel.yaml'}: devices of type 'tunnel_fan' not checked: "
-                            "its profile is invalid"]
+    inventory = district / "inventory" / "tunnel.yaml"
+    assert problems[1:] == [f"{inventory}: devices of type 'tunnel_fan' not checked: its profile is invalid"]
 
 
 def test_one_bad_inventory_file_among_good_ones_loads_nothing(district: Path) -> None:

@@ -106,15 +106,7 @@ class Measurement(Strict):
         if self.monotonic and not numeric:
             raise ValueError("monotonic applies to numeric counters only")
         if self.value_type is ValueType.ENUM:
-            both = set(self.warning_values) & set(self.critical_values)
-            if both:
-                raise ValueError(f"states both warning and critical: {sorted(both)}")
-            if len(self.values) < 2:
-                raise ValueError("an enum needs at least two values")
-            unknown = set(self.warning_values) | set(self.critical_values)
-            unknown -= set(self.values)
-            if unknown:
-                raise ValueError(f"warning/critical values not among values: {sorted(unknown)}")
+            self._check_states()
         elif self.values or self.warning_values or self.critical_values:
             raise ValueError("values/warning_values/critical_values apply to enums only")
         span, typical = self.range, self.typical
@@ -123,6 +115,16 @@ class Measurement(Strict):
         if span and self.thresholds:
             self._check_levels(span, typical, self.thresholds)
         return self
+
+    def _check_states(self) -> None:
+        both = set(self.warning_values) & set(self.critical_values)
+        if both:
+            raise ValueError(f"states both warning and critical: {sorted(both)}")
+        if len(self.values) < 2:
+            raise ValueError("an enum needs at least two values")
+        unknown = (set(self.warning_values) | set(self.critical_values)) - set(self.values)
+        if unknown:
+            raise ValueError(f"warning/critical values not among values: {sorted(unknown)}")
 
     @staticmethod
     def _check_levels(span: Span, typical: Span | None, thresholds: Thresholds) -> None:
