@@ -16,8 +16,8 @@ def test_reading_line_exact() -> None:
     reading = Reading(measurement="tunnel_multigas", device_id="d1", tags=(("device", "d1"), ("site", "hunnan")),
                       fields={"o2": 20.9, "alarms": 3, "ok": True, "mode": "normal"}, timestamp_ms=1_700_000_000_123,
                       seq=7)
-    assert reading_line(reading) == (b'tunnel_multigas,device=d1,site=hunnan o2=20.9,alarms=3i,ok=true,mode="normal",seq=7i '
-                                     b"1700000000123000000")
+    assert reading_line(reading) == (b"tunnel_multigas,device=d1,site=hunnan "
+                                     b'o2=20.9,alarms=3i,ok=true,mode="normal",seq=7i 1700000000123000000')
 
 
 @pytest.mark.parametrize(("value", "text"), [
