@@ -1,0 +1,609 @@
+"""The district simulator: every device of the inventory reporting at its profile's cadence.
+
+    DistrictSimulator(catalog, ...).messages()  ->  SimMessage(topic, payload, ...) in simulated-time order
+    publish(simulator, "mqtt://host:port")      ->  Summary, once the broker has acknowledged everything
+
+The stream is a pure function of the catalog, the seed and the start time: pacing (real time,
+accelerated, fixed message rate) only decides *when* each message leaves, never what it contains.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import random
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from citytelemetry.ingest.topics import PREFIX, status_topic, telemetry_topic
+from citytelemetry.profiles.catalog import Catalog, RegisteredDevice
+from citytelemetry.profiles.models import System
+from citytelemetry.records import Reason
+from simulators.faults import (
+    EXTRA,
+    MAX_PAYLOAD_BYTES,
+    FaultPlanner,
+    FaultRecord,
+    Level,
+    PlannedFault,
+    break_field,
+    break_message,
+    break_reading,
+    check_counts,
+    count_by_reason,
+    encode,
+)
+from simulators.values import DeviceModel
+
+MAX_BATCH = 500  # the pipeline's default max_readings_per_message
+OFFLINE = b'{"state":"offline"}'
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """When messages leave: ``rate`` msgs/s if set, else ``speed`` x real time (0 = as fast as acked)."""
+
+    speed: float = 1.0
+    rate: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.speed < 0 or (self.rate is not None and self.rate <= 0):
+            raise ValueError("speed must be >= 0 and rate > 0")
+
+    @property
+    def mode(self) -> str:
+        if self.rate is not None:
+            return "rate"
+        return {0.0: "unpaced", 1.0: "real"}.get(self.speed, "accelerated")
+
+
+@dataclass(frozen=True, slots=True)
+class SimMessage:
+    """One MQTT message to publish, with what the pipeline should make of it."""
+
+    topic: str
+    payload: bytes
+    sim_ms: int  # simulated time at which it is sent
+    device_id: str  # the device of the topic
+    device_type: str
+    system: str
+    readings: int  # readings carried, good or bad
+    valid: int  # readings that pass message- and reading-level checks
+    points: int  # valid readings with at least one good field: each becomes one InfluxDB point
+    faults: tuple[FaultRecord, ...] = ()
+    point_ts: tuple[int, int] | None = None  # first and last timestamp of its points
+    retain: bool = False
+
+
+@dataclass(slots=True)
+class SystemCounts:
+    messages: int = 0
+    readings: int = 0  # valid readings
+    points: int = 0
+
+
+@dataclass(slots=True)
+class Summary:
+    """What a run sent and what the pipeline should have made of it."""
+
+    seed: int
+    start_ms: int
+    topic_prefix: str
+    mode: str
+    devices: int
+    messages_sent: int = 0  # telemetry messages, good and bad (status messages not included)
+    status_messages: int = 0
+    readings_sent: int = 0  # valid readings: not refused at message or reading level
+    readings_total: int = 0  # every reading carried, including refused ones and duplicates
+    expected_points: int = 0  # valid readings with at least one good field
+    bytes_sent: int = 0
+    first_ts_ms: int | None = None  # time span of the expected points, to bound queries
+    last_ts_ms: int | None = None
+    per_system: dict[str, SystemCounts] = field(default_factory=dict)
+    points_by_type: dict[str, int] = field(default_factory=dict)
+    points_by_device: dict[str, int] = field(default_factory=dict)
+    faults: list[FaultRecord] = field(default_factory=list)
+    wall_s: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def fault_counts(self) -> dict[str, int]:
+        return count_by_reason(self.faults)
+
+    def add(self, message: SimMessage) -> None:
+        self.messages_sent += 1
+        self.bytes_sent += len(message.payload)
+        self.readings_total += message.readings
+        self.readings_sent += message.valid
+        self.expected_points += message.points
+        counts = self.per_system.setdefault(message.system, SystemCounts())
+        counts.messages += 1
+        counts.readings += message.valid
+        counts.points += message.points
+        if message.points:
+            self.points_by_type[message.device_type] = self.points_by_type.get(message.device_type, 0) + message.points
+            self.points_by_device[message.device_id] = (
+                self.points_by_device.get(message.device_id, 0) + message.points)
+        if message.point_ts is not None:
+            first, last = message.point_ts
+            self.first_ts_ms = first if self.first_ts_ms is None else min(self.first_ts_ms, first)
+            self.last_ts_ms = last if self.last_ts_ms is None else max(self.last_ts_ms, last)
+        self.faults.extend(message.faults)
+
+    def to_dict(self, *, per_device: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            name: getattr(self, name) for name in (
+                "seed", "start_ms", "topic_prefix", "mode", "devices", "messages_sent", "status_messages",
+                "readings_sent", "readings_total", "expected_points", "bytes_sent", "first_ts_ms",
+                "last_ts_ms", "wall_s", "interrupted")
+        }
+        out["per_system"] = {k: {"messages": v.messages, "readings": v.readings, "points": v.points}
+                             for k, v in sorted(self.per_system.items())}
+        out["points_by_type"] = dict(sorted(self.points_by_type.items()))
+        if per_device:
+            out["points_by_device"] = dict(sorted(self.points_by_device.items()))
+        out["fault_counts"] = self.fault_counts
+        out["faults"] = [f.to_dict() for f in self.faults]
+        return out
+
+
+def select_devices(catalog: Catalog, systems: Iterable[str] | None = None,
+                   max_devices: int | None = None) -> list[RegisteredDevice]:
+    """Devices of the chosen systems; ``max_devices`` takes them round-robin by type, so a small run
+    still covers every device type."""
+    wanted = {System(s) for s in systems} if systems is not None else set(System)
+    by_type: dict[str, list[RegisteredDevice]] = defaultdict(list)
+    for device in sorted(catalog.devices.values(), key=lambda d: d.id):
+        if device.system in wanted:
+            by_type[device.profile.type].append(device)
+    queues = [by_type[t] for t in sorted(by_type)]
+    chosen: list[RegisteredDevice] = []
+    for rank in range(max((len(q) for q in queues), default=0)):
+        chosen.extend(q[rank] for q in queues if rank < len(q))
+    return chosen[:max_devices] if max_devices is not None else chosen
+
+
+def _schedule(intervals: Sequence[int], phases: Sequence[int], *, duration_ms: int | None,
+              max_messages: int | None, batch: int) -> Iterator[tuple[int, int, int, int]]:
+    """``(offset_ms, device index, first reading k, n readings)`` per message, in simulated-time order.
+
+    Reading k of device i is taken at ``phases[i] + k * intervals[i]``; a message leaves with its last
+    reading. Ties go to the lower device index, so the order is total and reproducible.
+    """
+    def count(i: int) -> int | None:
+        if duration_ms is None:
+            return None
+        return max(0, -(-(duration_ms - phases[i]) // intervals[i]))
+
+    counts = [count(i) for i in range(len(intervals))]
+
+    def chunk(i: int, first: int) -> tuple[int, int, int, int] | None:
+        left = counts[i]
+        n = batch if left is None else min(batch, left - first)
+        return (phases[i] + (first + n - 1) * intervals[i], i, first, n) if n > 0 else None
+
+    heap = [c for i in range(len(intervals)) if (c := chunk(i, 0)) is not None]
+    heapq.heapify(heap)
+    sent = 0
+    while heap and (max_messages is None or sent < max_messages):
+        event = heapq.heappop(heap)
+        yield event
+        sent += 1
+        if (following := chunk(event[1], event[2] + event[3])) is not None:
+            heapq.heappush(heap, following)
+
+
+class DistrictSimulator:
+    """Deterministic telemetry of a district: construct (validates, plans faults, no I/O), then iterate
+    ``messages()`` -- as often as you like, it yields the same bytes each time."""
+
+    def __init__(self, catalog: Catalog, *,  # noqa: PLR0913 - keyword-only run options, read like a config
+                 seed: int = 1, start_ms: int | None = None,
+                 topic_prefix: str = PREFIX, duration_s: float | None = 60.0, max_messages: int | None = None,
+                 batch: int = 1, pacing: Pacing | None = None, faults: Mapping[str, int] | None = None,
+                 systems: Iterable[str] | None = None, max_devices: int | None = None,
+                 max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> None:
+        if duration_s is None and max_messages is None:
+            raise ValueError("give a duration or a number of messages: a run must end")
+        if (duration_s is not None and duration_s <= 0) or (max_messages is not None and max_messages < 1):
+            raise ValueError("duration and number of messages must be positive")
+        if not 1 <= batch <= MAX_BATCH:
+            raise ValueError(f"batch must be between 1 and {MAX_BATCH}")
+        self.seed, self.topic_prefix, self.batch = seed, topic_prefix, batch
+        self.pacing = pacing or Pacing()
+        self.max_payload_bytes = max_payload_bytes
+        self.devices = select_devices(catalog, systems, max_devices)
+        if not self.devices:
+            raise ValueError("no device matches the chosen systems")
+        self._intervals = [max(1, round(d.profile.reporting_interval_s * 1000)) for d in self.devices]
+        # Each device starts within its first second: every device reports at once, yet not in lockstep.
+        self._phases = [random.Random(f"{seed}:phase:{d.id}").randrange(min(1000, iv))
+                        for d, iv in zip(self.devices, self._intervals, strict=True)]
+        self._duration_ms = None if duration_s is None else round(duration_s * 1000)
+        self._max_messages = max_messages
+        self.slots = [0] * len(self.devices)
+        last_offset = 0
+        for offset, i, _, n in self._events():
+            self.slots[i] += n
+            last_offset = offset
+        self.start_ms = start_ms if start_ms is not None else self._default_start(last_offset)
+        self.end_ms = self.start_ms + last_offset
+        self.plan: dict[tuple[int, int], PlannedFault] = FaultPlanner(
+            self.devices, self.slots, batch=batch, seed=seed).place(check_counts(faults or {}))
+
+    def _events(self) -> Iterator[tuple[int, int, int, int]]:
+        return _schedule(self._intervals, self._phases, duration_ms=self._duration_ms,
+                         max_messages=self._max_messages, batch=self.batch)
+
+    def _default_start(self, span_ms: int) -> int:
+        now = int(time.time()) * 1000
+        # Faster than real time, simulated time would run ahead of the clock and readings would be
+        # refused as timestamp_in_future: end the simulated window at "now" instead.
+        return now if self.pacing.mode == "real" else now - span_ms
+
+    @property
+    def planned_messages(self) -> int:
+        """Scheduled messages, before faults add their own (duplicates, unknown devices, split batches)."""
+        return sum(1 for _ in self._events())
+
+    def birth_messages(self) -> list[SimMessage]:
+        body = encode({"state": "online", "ts": self.start_ms})
+        return [self._status(d, body) for d in self.devices]
+
+    def offline_messages(self) -> list[SimMessage]:
+        return [self._status(d, OFFLINE) for d in self.devices]
+
+    def _status(self, device: RegisteredDevice, payload: bytes) -> SimMessage:
+        topic = status_topic(device.site, device.system.value, device.id, self.topic_prefix)
+        return SimMessage(topic, payload, self.start_ms, device.id, device.profile.type, device.system.value,
+                          0, 0, 0, retain=True)
+
+    def messages(self) -> Iterator[SimMessage]:
+        models = [DeviceModel(d.profile, self.seed, d.id) for d in self.devices]
+        for offset, i, first, n in self._events():
+            yield from _Batch(self, i, self.start_ms + offset).build(models[i], first, n)
+
+    def dry_run(self) -> Summary:
+        """The summary of the whole run, without a broker."""
+        summary = self.new_summary()
+        for message in self.messages():
+            summary.add(message)
+        return summary
+
+    def new_summary(self) -> Summary:
+        return Summary(seed=self.seed, start_ms=self.start_ms, topic_prefix=self.topic_prefix,
+                       mode=self.pacing.mode, devices=len(self.devices))
+
+    def reading_ts(self, i: int, k: int) -> int:
+        return self.start_ms + self._phases[i] + k * self._intervals[i]
+
+
+class _Batch:
+    """Turns the readings of one scheduled message into SimMessages, applying the planned faults."""
+
+    def __init__(self, sim: DistrictSimulator, index: int, sim_ms: int) -> None:
+        self.sim, self.index, self.sim_ms = sim, index, sim_ms
+        self.device = sim.devices[index]
+        self.topic = telemetry_topic(self.device.site, self.device.system.value, self.device.id,
+                                     sim.topic_prefix)
+
+    def build(self, model: DeviceModel, first: int, n: int) -> list[SimMessage]:
+        before: list[SimMessage] = []  # message-level faults, split out of the batch
+        after: list[SimMessage] = []  # duplicates and unknown devices, beside a clean reading
+        kept: list[dict[str, Any]] = []
+        records: list[FaultRecord] = []
+        valid = points = 0
+        point_ts: list[int] = []
+        for k in range(first, first + n):
+            # Sampled even when the reading is then broken, so faults never shift the clean values.
+            reading: dict[str, Any] = {"seq": k + 1, "ts": self.sim.reading_ts(self.index, k)}
+            reading["values"] = model.sample(reading["ts"])
+            fault = self.sim.plan.get((self.index, k))
+            if fault is None or fault.reason in EXTRA:
+                if fault is not None:
+                    after.append(self._extra(fault, reading))
+                kept.append(reading)
+                valid, points = valid + 1, points + 1
+                point_ts.append(reading["ts"])
+            elif fault.level is Level.MESSAGE:
+                before.append(self._message_fault(fault, reading))
+            elif fault.level is Level.READING:
+                kept.append(break_reading(fault, reading))
+                records.append(fault.record(self.topic, self.device.id, k + 1))
+            else:
+                values = break_field(fault, reading["values"], self.device.profile.measurements)
+                kept.append({**reading, "values": values})
+                records.append(fault.record(self.topic, self.device.id, k + 1))
+                # An unknown field is refused alone; a broken known field takes one field off the point.
+                good = len(reading["values"]) - (fault.reason is not Reason.UNKNOWN_MEASUREMENT)
+                valid += 1
+                if good > 0:
+                    points += 1
+                    point_ts.append(reading["ts"])
+        main: list[SimMessage] = []
+        if kept:
+            span = (min(point_ts), max(point_ts)) if point_ts else None
+            main.append(self._message(self.topic, self.device.id, encode(self._body(self.device.id, kept)),
+                                      len(kept), valid, points, tuple(records), span))
+        return before + main + after
+
+    def _body(self, device_id: str, readings: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.sim.batch > 1:
+            return {"device": device_id, "readings": readings}
+        return {"device": device_id, **readings[0]}
+
+    def _message(self, topic: str, device_id: str, payload: bytes, readings: int, valid: int, points: int,
+                 faults: tuple[FaultRecord, ...], span: tuple[int, int] | None = None) -> SimMessage:
+        return SimMessage(topic, payload, self.sim_ms, device_id, self.device.profile.type,
+                          self.device.system.value, readings, valid, points, faults, span)
+
+    def _message_fault(self, fault: PlannedFault, reading: dict[str, Any]) -> SimMessage:
+        payload = break_message(fault, self._body(self.device.id, [reading]), self.sim.max_payload_bytes)
+        record = fault.record(self.topic, self.device.id, reading["seq"])
+        return self._message(self.topic, self.device.id, payload, 1, 0, 0, (record,))
+
+    def _extra(self, fault: PlannedFault, reading: dict[str, Any]) -> SimMessage:
+        if fault.reason is Reason.DUPLICATE_SEQUENCE:  # the very same reading again
+            record = fault.record(self.topic, self.device.id, reading["seq"])
+            return self._message(self.topic, self.device.id, encode(self._body(self.device.id, [reading])),
+                                 1, 0, 0, (record,))
+        ghost = fault.other_id or "unknown"
+        topic = telemetry_topic(self.device.site, self.device.system.value, ghost, self.sim.topic_prefix)
+        payload = encode(self._body(ghost, [{**reading, "seq": 1}]))
+        return self._message(topic, ghost, payload, 1, 0, 0, (fault.record(topic, ghost, 1),))
+
+
+# --- publishing -----------------------------------------------------------------------------
+
+
+class PublishError(Exception):
+    """The broker refused the connection or did not acknowledge every message in time.
+
+    ``summary`` holds what was sent until then.
+    """
+
+    def __init__(self, message: str, summary: Summary | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+@dataclass(frozen=True, slots=True)
+class MqttTarget:
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str, username: str | None = None, password: str | None = None) -> MqttTarget:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {url!r}")
+        tls = parts.scheme == "mqtts"
+        return cls(parts.hostname, parts.port or (8883 if tls else 1883), tls,
+                   username or (unquote(parts.username) if parts.username else None),
+                   password or (unquote(parts.password) if parts.password else None))
+
+
+ClientFactory = Callable[[str], mqtt.Client]
+
+
+def new_client(client_id: str) -> mqtt.Client:
+    return mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                       protocol=mqtt.MQTTv5)
+
+
+class _Connection:
+    """One paho client that counts PUBACKs and blocks while ``window`` messages await theirs."""
+
+    def __init__(self, client: mqtt.Client, target: MqttTarget, *, will: tuple[str, bytes] | None,
+                 window: int, timeout_s: float) -> None:
+        self.client, self.target, self.window, self.timeout_s = client, target, window, timeout_s
+        self.sent = self.acked = self.refused = 0
+        self._cond = threading.Condition()
+        self._connected = threading.Event()
+        self._error: str | None = None
+        if will is not None:
+            client.will_set(will[0], will[1], qos=1, retain=True)
+        if target.username is not None:
+            client.username_pw_set(target.username, target.password)
+        if target.tls:
+            client.tls_set()
+        client.on_connect = self._on_connect
+        client.on_publish = self._on_publish
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: ReasonCode,
+                    properties: Properties | None) -> None:
+        if reason_code.is_failure:
+            self._error = str(reason_code)
+        else:
+            # MQTT 5: paho does not honour the broker's Receive Maximum by itself; exceeding it is fatal.
+            receive_max = getattr(properties, "ReceiveMaximum", None)
+            if isinstance(receive_max, int) and receive_max > 0:
+                client.max_inflight_messages_set(min(receive_max, 1000))
+        self._connected.set()
+
+    def _on_publish(self, _client: mqtt.Client, _userdata: Any, _mid: int, reason_code: ReasonCode,
+                    _properties: Properties | None) -> None:
+        with self._cond:
+            self.acked += 1
+            self.refused += reason_code.is_failure
+            self._cond.notify_all()
+
+    def open(self) -> None:
+        try:
+            self.client.connect(self.target.host, self.target.port, keepalive=30)
+        except OSError as exc:
+            raise PublishError(f"cannot connect to {self.target.host}:{self.target.port}: {exc}") from exc
+        self.client.loop_start()
+        if not self._connected.wait(self.timeout_s) or self._error is not None:
+            raise PublishError(f"broker {self.target.host}:{self.target.port} refused or did not answer "
+                               f"the connection: {self._error or 'timeout'}")
+
+    def send(self, topic: str, payload: bytes, retain: bool) -> None:
+        self._wait(lambda: self.sent - self.acked < self.window)
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        # NO_CONN: paho keeps QoS 1 messages and sends them once it has reconnected.
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            raise PublishError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+        with self._cond:
+            self.sent += 1
+
+    def drain(self) -> None:
+        self._wait(lambda: self.acked >= self.sent)
+
+    def _wait(self, done: Callable[[], bool]) -> None:
+        with self._cond:
+            progress, deadline = self.acked, time.monotonic() + self.timeout_s
+            while not done():
+                if self.acked != progress:  # the timeout is for a stall, not for the whole backlog
+                    progress, deadline = self.acked, time.monotonic() + self.timeout_s
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise PublishError(f"{self.sent - self.acked} message(s) not acknowledged within "
+                                       f"{self.timeout_s} s")
+                self._cond.wait(min(left, 0.5))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    messages_sent: int
+    acknowledged: int
+    expected_points: int
+    sim_ms: int
+    elapsed_s: float
+
+
+class _Pacer:
+    def __init__(self, pacing: Pacing, start_ms: int, stop: threading.Event) -> None:
+        self.pacing, self.start_ms, self.stop = pacing, start_ms, stop
+        self.t0 = time.monotonic()
+
+    def wait(self, index: int, sim_ms: int) -> bool:
+        """Sleep until message ``index`` is due; False once asked to stop."""
+        if self.pacing.rate is not None:
+            due = self.t0 + index / self.pacing.rate
+        elif self.pacing.speed > 0:
+            due = self.t0 + (sim_ms - self.start_ms) / 1000 / self.pacing.speed
+        else:
+            return not self.stop.is_set()
+        delay = due - time.monotonic()
+        return not (self.stop.wait(delay) if delay > 0 else self.stop.is_set())
+
+
+class _Links:
+    """The run's connections: one shared, plus one per device when asked (each with its last will)."""
+
+    def __init__(self, target: MqttTarget, factory: ClientFactory, base_id: str, *, window: int,
+                 timeout_s: float) -> None:
+        self._target, self._factory, self._base_id = target, factory, base_id
+        self._window, self._timeout_s = window, timeout_s
+        self.all: list[_Connection] = []
+        self.own: dict[str, _Connection] = {}
+        self.shared = self._open("", None)
+
+    def _open(self, suffix: str, will: tuple[str, bytes] | None) -> _Connection:
+        conn = _Connection(self._factory(self._base_id + suffix), self._target, will=will, window=self._window,
+                           timeout_s=self._timeout_s)
+        self.all.append(conn)  # before open(): a failed connect is still closed
+        conn.open()
+        return conn
+
+    def open_per_device(self, offline: Iterable[SimMessage], *, will: bool) -> None:
+        for message in offline:
+            self.own[message.device_id] = self._open(f"-{message.device_id}", (message.topic, OFFLINE) if will
+                                                     else None)
+
+    def send(self, message: SimMessage) -> None:
+        self.own.get(message.device_id, self.shared).send(message.topic, message.payload, message.retain)
+
+    @property
+    def acked(self) -> int:
+        return sum(c.acked for c in self.all)
+
+    @property
+    def refused(self) -> int:
+        return sum(c.refused for c in self.all)
+
+    def drain(self) -> None:
+        for conn in self.all:
+            conn.drain()
+
+    def close(self) -> None:
+        for conn in self.all:
+            conn.close()
+
+
+def publish(sim: DistrictSimulator, target: MqttTarget | str, *,  # noqa: PLR0913 - keyword-only options
+            client_id: str | None = None, per_device_connections: bool = False, status: bool = True,
+            window: int = 1000, timeout_s: float = 30.0, stop: threading.Event | None = None,
+            progress: Callable[[Progress], None] | None = None,
+            client_factory: ClientFactory = new_client) -> Summary:
+    """Publish the run with QoS 1 and return once the broker has acknowledged every message.
+
+    One MQTT connection carries all devices, so the broker's last will cannot be per device: births
+    ("online", retained) are published at start and "offline" (retained) at a clean stop. With
+    ``per_device_connections`` each device gets its own connection and a real last will (small runs).
+    Setting ``stop`` ends the run early, still cleanly (offline, drain, disconnect).
+    """
+    target = MqttTarget.from_url(target) if isinstance(target, str) else target
+    stop = stop or threading.Event()
+    summary = sim.new_summary()
+    t0 = time.monotonic()
+    links: _Links | None = None
+    try:
+        links = _Links(target, client_factory, client_id or f"ct-sim-{sim.seed}-{os.getpid()}", window=window,
+                       timeout_s=timeout_s)
+        if per_device_connections:
+            links.open_per_device(sim.offline_messages(), will=status)
+        for message in sim.birth_messages() if status else ():
+            links.send(message)
+            summary.status_messages += 1
+        _send_all(sim, summary, links, _Pacer(sim.pacing, sim.start_ms, stop), progress)
+        for message in sim.offline_messages() if status else ():
+            links.send(message)
+            summary.status_messages += 1
+        links.drain()
+        summary.interrupted = stop.is_set()
+    except PublishError as exc:
+        exc.summary = summary
+        raise
+    finally:
+        if links is not None:
+            links.close()
+        summary.wall_s = round(time.monotonic() - t0, 3)
+    if progress is not None:
+        progress(Progress(summary.messages_sent, links.acked, summary.expected_points,
+                          summary.last_ts_ms or sim.start_ms, summary.wall_s))
+    if links.refused:
+        raise PublishError(f"the broker refused {links.refused} message(s) (PUBACK reason code)", summary)
+    return summary
+
+
+def _send_all(sim: DistrictSimulator, summary: Summary, links: _Links, pacer: _Pacer,
+              progress: Callable[[Progress], None] | None) -> None:
+    last_report = time.monotonic()
+    for index, message in enumerate(sim.messages()):
+        if not pacer.wait(index, message.sim_ms):
+            return
+        links.send(message)
+        summary.add(message)
+        if progress is not None and time.monotonic() - last_report >= 1.0:
+            last_report = time.monotonic()
+            progress(Progress(summary.messages_sent, links.acked, summary.expected_points, message.sim_ms,
+                              round(last_report - pacer.t0, 3)))
