@@ -1,0 +1,184 @@
+"""``citytelemetry demo``: the main job end to end on local defaults.
+
+Starts the local broker, database and Alertmanager (unless already running), runs the pipeline and
+the district simulator side by side for a bounded time (or until Ctrl-C) with live progress, then
+prints what landed and what was rejected per system, checked against InfluxDB by an InfluxQL count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from citytelemetry.config import Settings
+from citytelemetry.pipeline import Pipeline
+from citytelemetry.profiles import load_catalog
+from citytelemetry.services import ManagedService, ServiceError, managed_services, port_is_free
+
+if TYPE_CHECKING:
+    from simulators.district import DistrictSimulator
+
+PROGRESS_EVERY_S = 2.0
+SETTLE_TIMEOUT_S = 60.0
+
+
+def _fault_plan(bad: int) -> dict[str, int]:
+    """Spread ``bad`` injected faults over every reason the simulator can produce."""
+    from simulators.faults import FAULT_REASONS
+
+    reasons = [str(r) for r in FAULT_REASONS]
+    plan = {r: bad // len(reasons) for r in reasons}
+    for reason in reasons[: bad % len(reasons)]:
+        plan[reason] += 1
+    return {r: n for r, n in plan.items() if n}
+
+
+def _start_services(settings: Settings) -> list[ManagedService]:
+    started = []
+    for service in managed_services(settings):
+        if service.start():
+            started.append(service)
+        print(f"  {service.status().line()}")
+    return started
+
+
+async def _count_points(settings: Settings, first_ms: int, last_ms: int) -> Counter[str]:
+    """InfluxQL: points of the run's time window per system (``seq`` is on every reading's point)."""
+    # Only integers are interpolated: no injection possible.
+    query = f"SELECT count(seq) FROM /.*/ WHERE time >= {first_ms:d}ms AND time <= {last_ms:d}ms GROUP BY system"  # noqa: S608
+    url = settings.influx.url.rstrip("/") + "/query"
+    counts: Counter[str] = Counter()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session, session.post(
+            url, data={"db": settings.influx.database, "q": query}) as response:
+        body = await response.json()
+    for series in body["results"][0].get("series", []):
+        counts[series["tags"]["system"]] += series["values"][0][1]
+    return counts
+
+
+def _progress_line(pipeline: Pipeline, published: int, started: float) -> str:
+    s = pipeline.stats
+    return (f"  {time.monotonic() - started:5.0f} s  published {published:>7}  received {s.messages_received:>7}"
+            f"  landed {sum(s.readings_landed.values()):>7}  rejected {sum(s.rejections.values()):>4}"
+            f"  buffered {s.write.buffered_lines:>5}")
+
+
+async def _run(settings: Settings, duration_s: float, rate: float, seed: int, bad: int) -> int:
+    from simulators.district import DistrictSimulator, Pacing
+
+    catalog = load_catalog(settings.pipeline.profiles_dir, settings.pipeline.inventory_dir)
+    sim = DistrictSimulator(catalog, seed=seed, duration_s=None, max_messages=max(1, int(duration_s * rate)),
+                            pacing=Pacing(rate=rate), faults=_fault_plan(bad),
+                            topic_prefix=settings.mqtt.topic_prefix)
+    expected = sim.dry_run()
+    first_ms, last_ms = expected.first_ts_ms or sim.start_ms, expected.last_ts_ms or sim.end_ms
+    before = await _count_points(settings, first_ms, last_ms)
+
+    pipeline = Pipeline(settings, catalog)
+    stop_sim = threading.Event()
+    loop = asyncio.get_running_loop()
+
+    def interrupt() -> None:
+        print("\n  interrupted: stopping the simulators, then the pipeline (flush, acknowledge, exit)")
+        stop_sim.set()
+
+    loop.add_signal_handler(signal.SIGINT, interrupt)
+    loop.add_signal_handler(signal.SIGTERM, interrupt)
+    print(f"\nsimulating {expected.devices} devices: {expected.messages_sent} messages "
+          f"({expected.expected_points} valid readings, {len(expected.faults)} injected faults) at {rate:g} msg/s")
+    run_task = asyncio.create_task(pipeline.run(), name="pipeline")
+    try:
+        return await _drive(settings, pipeline, run_task, sim, stop_sim, first_ms, last_ms, before)
+    finally:
+        stop_sim.set()
+        pipeline.stop()
+        await asyncio.gather(run_task, return_exceptions=True)
+
+
+async def _drive(settings: Settings, pipeline: Pipeline, run_task: asyncio.Task[None], sim: DistrictSimulator,
+                 stop_sim: threading.Event, first_ms: int, last_ms: int, before: Counter[str]) -> int:
+    from simulators.district import Progress, publish
+
+    published = 0
+
+    def on_progress(p: Progress) -> None:
+        nonlocal published
+        published = p.messages_sent
+
+    await asyncio.sleep(0.5)  # let the pipeline subscribe before devices speak
+    started = time.monotonic()
+    sim_task = asyncio.create_task(asyncio.to_thread(
+        publish, sim, settings.mqtt.url, stop=stop_sim, progress=on_progress,
+        client_id=f"ct-demo-sim-{sim.seed}"), name="simulator")
+    while not sim_task.done():
+        await asyncio.wait({sim_task}, timeout=PROGRESS_EVERY_S)
+        print(_progress_line(pipeline, published, started), flush=True)
+        if run_task.done():
+            stop_sim.set()
+    summary = sim_task.result()
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    total = summary.messages_sent + summary.status_messages
+    # Polling a counter the pipeline owns: simpler than an event per message.
+    while pipeline.stats.messages_settled < total and time.monotonic() < deadline and not run_task.done():  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
+    pipeline.stop()
+    await run_task
+    print(_progress_line(pipeline, summary.messages_sent, started))
+    after = await _count_points(settings, first_ms, last_ms)
+    _print_summary(pipeline, summary.per_system, before, after, settings)
+    return 0
+
+
+def _print_summary(pipeline: Pipeline, per_system: Mapping[str, object], before: Counter[str], after: Counter[str],
+                   settings: Settings) -> None:
+    s = pipeline.stats
+    print("\n  system     sent readings   landed   in InfluxDB   rejections")
+    for system in sorted(set(per_system) | set(s.readings_landed)):
+        sent = getattr(per_system.get(system), "readings", 0)
+        print(f"  {system:<9} {sent:>14} {s.readings_landed[system]:>8} {after[system] - before[system]:>13}"
+              f" {s.rejections_by_system[system]:>12}")
+    if s.rejections_by_system["unknown"]:
+        print(f"  {'(unknown)':<9} {'':>14} {'':>8} {'':>13} {s.rejections_by_system['unknown']:>12}")
+    print("\n  rejections by reason: " + (", ".join(f"{r} {n}" for r, n in sorted(s.rejections.items())) or "none"))
+    db = settings.influx.database
+    print(f"""
+where to look next:
+  points     curl -G {settings.influx.url}/query --data-urlencode db={db} \\
+               --data-urlencode 'q=SELECT last(*) FROM tunnel_multigas GROUP BY device LIMIT 3'
+  rejects    curl -G {settings.influx.url}/query --data-urlencode db={db} \\
+               --data-urlencode 'q=SELECT reason, detail, topic FROM ct_rejects ORDER BY time DESC LIMIT 10'
+  live feed  mosquitto_sub -p {settings.mqtt.port} -t '{settings.mqtt.topic_prefix}/deadletter/#' -v
+  pipeline   .venv/bin/citytelemetry run   (metrics at http://{settings.http.host}:{settings.http.port}/metrics)
+  contract   docs/device-contract.md      profiles  docs/profiles/README.md""")  # noqa: S608 - help text
+
+
+def run_demo(settings: Settings, *, duration_s: float, rate: float, seed: int, bad: int,
+             keep_services: bool) -> int:
+    print("local services (run directory %s):" % settings.services.run_dir)  # noqa: UP031
+    try:
+        started = _start_services(settings)
+    except ServiceError as exc:
+        print(f"cannot start local services: {exc}")
+        return 1
+    if settings.http.port and not port_is_free(settings.http.port, urlsplit(f"http://{settings.http.host}").hostname
+                                               or "127.0.0.1"):
+        settings = settings.model_copy(update={"http": settings.http.model_copy(update={"port": 0})})
+    try:
+        return asyncio.run(_run(settings, duration_s, rate, seed, bad))
+    finally:
+        if keep_services:
+            print("\nservices left running: `citytelemetry services down` stops them")
+        else:
+            for service in reversed(started):
+                service.stop()
+            if started:
+                print(f"\nstopped the services this demo started ({', '.join(s.name for s in started)}); "
+                      "data stays in the run directory")
