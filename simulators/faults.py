@@ -99,16 +99,16 @@ class PlannedFault:
                            reason=self.reason.value, level=self.level.value, field=self.field)
 
 
-def parse_fault_counts(spec: str) -> dict[Reason, int]:
+def parse_fault_counts(spec: str) -> dict[str, int]:
     """Parse ``"not_json=2,out_of_range=3"``; ``all=N`` sets every reason to N."""
-    counts: dict[Reason, int] = {}
+    counts: dict[str, int] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         name, sep, number = item.partition("=")
         if not sep or not number.strip().isdigit():
             raise FaultPlanError(f"fault spec {item!r}: expected reason=count")
         reasons = FAULT_REASONS if name.strip() == "all" else (_reason(name.strip()),)
         for reason in reasons:
-            counts[reason] = int(number)
+            counts[reason.value] = int(number)
     return counts
 
 
@@ -123,7 +123,9 @@ def _reason(name: str) -> Reason:
 
 
 def check_counts(counts: Mapping[str, int]) -> dict[Reason, int]:
-    checked = {_reason(str(name)): n for name, n in counts.items()}
+    """Validate reason names (``"all"`` sets every reason; named ones override it)."""
+    checked = dict.fromkeys(FAULT_REASONS, counts["all"]) if "all" in counts else {}
+    checked.update({_reason(str(name)): n for name, n in counts.items() if name != "all"})
     if any(n < 0 for n in checked.values()):
         raise FaultPlanError("fault counts must not be negative")
     return {r: checked[r] for r in FAULT_REASONS if checked.get(r)}
