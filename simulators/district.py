@@ -422,16 +422,19 @@ class _Connection:
             client.tls_set()
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish
+        client.max_inflight_messages_set(window)  # paho's default of 20 would throttle the window
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: ReasonCode,
                     properties: Properties | None) -> None:
         if reason_code.is_failure:
             self._error = str(reason_code)
         else:
-            # MQTT 5: paho does not honour the broker's Receive Maximum by itself; exceeding it is fatal.
+            # MQTT 5: paho does not honour the broker's Receive Maximum by itself, and refuses to change
+            # its in-flight limit once connected: narrow our own send window instead.
             receive_max = getattr(properties, "ReceiveMaximum", None)
             if isinstance(receive_max, int) and receive_max > 0:
-                client.max_inflight_messages_set(min(receive_max, 1000))
+                with self._cond:
+                    self.window = min(self.window, receive_max)
         self._connected.set()
 
     def _on_publish(self, _client: mqtt.Client, _userdata: Any, _mid: int, reason_code: ReasonCode,

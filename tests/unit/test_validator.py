@@ -109,10 +109,10 @@ def test_reading_level_rejections(validate: MessageValidator, changes: dict[str,
     ({"heater_on": 1}, Reason.WRONG_TYPE, "heater_on"),
     ({"mode": "turbo"}, Reason.OUT_OF_RANGE, "mode"),
     ({"mode": 3}, Reason.WRONG_TYPE, "mode"),
-    ({"h2": 1.0}, Reason.UNKNOWN_MEASUREMENT, None),
+    ({"h2": 1.0}, Reason.UNKNOWN_MEASUREMENT, "h2"),
 ])
 def test_field_level_rejection_keeps_the_other_fields(validate: MessageValidator, values: dict[str, object],
-                                                      reason: Reason, field: str | None) -> None:
+                                                      reason: Reason, field: str) -> None:
     outcome = validate(message(reading(ch4=2.5, **values)))
     assert [(r.reason, r.measurement, r.seq, r.device_id) for r in outcome.rejections] == [
         (reason, field, 1, "tun-c001-gas1")]

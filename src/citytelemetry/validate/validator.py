@@ -176,7 +176,7 @@ class MessageValidator:
             if check is None:
                 outcome.rejections.append(self._reject(
                     message, Reason.UNKNOWN_MEASUREMENT, f"{key[:64]!r} is not a measurement of "
-                    f"{device.profile.type}", device.id, seq=seq, measurement=None))
+                    f"{device.profile.type}", device.id, seq=seq, measurement=key[:64]))
                 continue
             try:
                 fields[key] = check(value)
