@@ -424,7 +424,7 @@ class _Connection:
         client.on_publish = self._on_publish
         client.max_inflight_messages_set(window)  # paho's default of 20 would throttle the window
 
-    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: ReasonCode,
+    def _on_connect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: ReasonCode,
                     properties: Properties | None) -> None:
         if reason_code.is_failure:
             self._error = str(reason_code)

@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from simulators.district import DistrictSimulator, Summary, publish
+
 from citytelemetry.config import HttpSettings, InfluxSettings, MqttSettings, PipelineSettings, Settings
 from citytelemetry.pipeline import Pipeline
 from citytelemetry.profiles import Catalog, load_catalog
-from simulators.district import DistrictSimulator, Summary, publish
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,12 +10,12 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from simulators.district import DistrictSimulator, Pacing, SimMessage
+from simulators.faults import FAULT_REASONS
 
 from citytelemetry.config import InfluxSettings
 from citytelemetry.profiles import Catalog
 from citytelemetry.profiles.models import ValueType
-from simulators.district import DistrictSimulator, Pacing, SimMessage
-from simulators.faults import FAULT_REASONS
 from tests.conftest import MqttBroker, influx_query
 
 from .pipeline_harness import pipeline_settings, publish_and_settle, running_pipeline, shipped_catalog
@@ -66,7 +66,8 @@ def catalog() -> Catalog:
 
 async def test_simulated_district_lands_exactly_with_every_reject_dead_lettered(
         mosquitto: MqttBroker, influxdb: str, influx_db_name: str, mqtt_topic_prefix: str, catalog: Catalog) -> None:
-    settings = pipeline_settings(mosquitto.url, mqtt_topic_prefix, InfluxSettings(url=influxdb, database=influx_db_name))
+    influx = InfluxSettings(url=influxdb, database=influx_db_name)
+    settings = pipeline_settings(mosquitto.url, mqtt_topic_prefix, influx)
     sim = DistrictSimulator(catalog, seed=11, duration_s=None, max_messages=3000, pacing=Pacing(speed=0),
                             faults=FAULTS, topic_prefix=mqtt_topic_prefix)
     listener = DeadLetterListener(mosquitto, mqtt_topic_prefix)
@@ -93,7 +94,8 @@ async def test_simulated_district_lands_exactly_with_every_reject_dead_lettered(
 
 async def test_values_types_and_timestamps_round_trip_exactly(
         mosquitto: MqttBroker, influxdb: str, influx_db_name: str, mqtt_topic_prefix: str, catalog: Catalog) -> None:
-    settings = pipeline_settings(mosquitto.url, mqtt_topic_prefix, InfluxSettings(url=influxdb, database=influx_db_name))
+    influx = InfluxSettings(url=influxdb, database=influx_db_name)
+    settings = pipeline_settings(mosquitto.url, mqtt_topic_prefix, influx)
     sim = DistrictSimulator(catalog, seed=5, duration_s=None, max_messages=400, pacing=Pacing(speed=0),
                             systems=["station", "network"], topic_prefix=mqtt_topic_prefix, batch=3)
     async with running_pipeline(settings, catalog) as pipeline:
@@ -105,7 +107,7 @@ async def test_values_types_and_timestamps_round_trip_exactly(
         body = json.loads(message.payload)
         device = catalog.devices[body["device"]]
         for reading in body["readings"]:
-            [series] = influx_query(influxdb, influx_db_name, f"SELECT * FROM \"{device.profile.type}\" "
+            [series] = influx_query(influxdb, influx_db_name, f'SELECT * FROM "{device.profile.type}" '
                                     f"WHERE device = '{device.id}' AND time = {reading['ts']}ms")
             row = dict(zip(series["columns"], series["values"][0], strict=True))
             assert row["time"] == reading["ts"]
