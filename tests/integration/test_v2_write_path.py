@@ -13,9 +13,9 @@ from collections import Counter
 
 import pytest
 from pydantic import SecretStr
+from simulators.district import DistrictSimulator, Pacing
 
 from citytelemetry.config import InfluxSettings
-from simulators.district import DistrictSimulator, Pacing
 from tests.conftest import MqttBroker
 
 from .pipeline_harness import pipeline_settings, publish_and_settle, running_pipeline, shipped_catalog, wait_for
