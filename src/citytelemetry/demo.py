@@ -50,10 +50,12 @@ def _start_services(settings: Settings) -> list[ManagedService]:
     return started
 
 
-async def _count_points(settings: Settings, first_ms: int, last_ms: int) -> Counter[str]:
+async def _count_points(settings: Settings, types: list[str], first_ms: int, last_ms: int) -> Counter[str]:
     """InfluxQL: points of the run's time window per system (``seq`` is on every reading's point)."""
-    # Only integers are interpolated: no injection possible.
-    query = f"SELECT count(seq) FROM /.*/ WHERE time >= {first_ms:d}ms AND time <= {last_ms:d}ms GROUP BY system"  # noqa: S608
+    # Names come from the validated profiles and only integers are interpolated: no injection possible.
+    sources = ",".join(f'"{name}"' for name in types)
+    query = (f"SELECT count(seq) FROM {sources} WHERE time >= {first_ms:d}ms AND time <= {last_ms:d}ms "  # noqa: S608
+             "GROUP BY system")
     url = settings.influx.url.rstrip("/") + "/query"
     counts: Counter[str] = Counter()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session, session.post(
@@ -80,7 +82,7 @@ async def _run(settings: Settings, duration_s: float, rate: float, seed: int, ba
                             topic_prefix=settings.mqtt.topic_prefix)
     expected = sim.dry_run()
     first_ms, last_ms = expected.first_ts_ms or sim.start_ms, expected.last_ts_ms or sim.end_ms
-    before = await _count_points(settings, first_ms, last_ms)
+    before = await _count_points(settings, sorted(catalog.profiles), first_ms, last_ms)
 
     pipeline = Pipeline(settings, catalog)
     stop_sim = threading.Event()
@@ -132,7 +134,7 @@ async def _drive(settings: Settings, pipeline: Pipeline, run_task: asyncio.Task[
     pipeline.stop()
     await run_task
     print(_progress_line(pipeline, summary.messages_sent, started))
-    after = await _count_points(settings, first_ms, last_ms)
+    after = await _count_points(settings, sorted(pipeline.catalog.profiles), first_ms, last_ms)
     _print_summary(pipeline, summary.per_system, before, after, settings)
     return 0
 
