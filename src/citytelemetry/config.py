@@ -27,6 +27,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from citytelemetry.alerts.settings import AlertSettings
+
 ENV_PREFIX = "CITYTELEMETRY_"
 DEFAULT_CONFIG_FILE = Path("citytelemetry.toml")
 
@@ -140,6 +142,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     influx: InfluxSettings = InfluxSettings()
     alertmanager: AlertmanagerSettings = AlertmanagerSettings()
+    alerts: AlertSettings = AlertSettings()
     pipeline: PipelineSettings = PipelineSettings()
     http: HttpSettings = HttpSettings()
     services: ServicesSettings = ServicesSettings()

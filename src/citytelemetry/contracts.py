@@ -5,11 +5,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from citytelemetry.records import Outcome
+from citytelemetry.records import Outcome, Reading
 
 
 class Delivery(Protocol):
@@ -46,3 +46,19 @@ class LineWriter(Protocol):
     async def write(self, lines: Sequence[bytes]) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+class AlertEvaluator(Protocol):
+    """In-stream alert rules: sees every accepted reading as it is validated, keeps time-based rules
+    (staleness, re-sends) and delivery running in ``run``, and persists its state in ``aclose``."""
+
+    def observe(self, readings: Sequence[Reading]) -> None:
+        """Accepted readings of one message, including ``ct_device_status`` records (birth / last will)."""
+
+    async def run(self) -> None:
+        """Background work until cancelled."""
+
+    async def aclose(self) -> None: ...
+
+
+EmitLines = Callable[[Sequence[bytes]], None]  # how an evaluator writes its own points (alert history)

@@ -12,11 +12,12 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import aiomqtt
 
 from citytelemetry.config import Settings
-from citytelemetry.contracts import InboundMessage, LineWriter
+from citytelemetry.contracts import AlertEvaluator, EmitLines, InboundMessage, LineWriter
 from citytelemetry.ingest.mqtt_source import MqttSource
 from citytelemetry.ingest.topics import deadletter_topic
 from citytelemetry.observability.http import start_http
@@ -39,7 +40,8 @@ NOTICE_QUEUE = 10_000  # live dead-letter notices waiting for the broker; the du
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, catalog: Catalog, *, writer: LineWriter | None = None) -> None:
+    def __init__(self, settings: Settings, catalog: Catalog, *, writer: LineWriter | None = None,
+                 evaluator_factory: Callable[[EmitLines], AlertEvaluator] | None = None) -> None:
         self.settings = settings
         self.catalog = catalog
         self.stats = PipelineStats()
@@ -59,6 +61,7 @@ class Pipeline:
         self._source: MqttSource | None = None
         self._reject_log = RateLimitedLog(log)
         self._system_of = {device.id: device.system.value for device in catalog.devices.values()}
+        self.evaluator = evaluator_factory(self.sink.put_nowait) if evaluator_factory else None
 
     def stop(self) -> None:
         self._stop.set()
@@ -71,6 +74,8 @@ class Pipeline:
         flush = asyncio.create_task(self.sink.run(), name="sink-flush")
         helpers = [asyncio.create_task(self._selfmetrics_loop(), name="self-metrics"),
                    asyncio.create_task(self._publish_notices(), name="deadletter-notices")]
+        if self.evaluator is not None:
+            helpers.append(asyncio.create_task(self.evaluator.run(), name="alert-evaluator"))
         try:
             await self._prepare_database()
             await self._consume()
@@ -79,6 +84,8 @@ class Pipeline:
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
+            if self.evaluator is not None:
+                await self.evaluator.aclose()
             self.sink.put_nowait(selfmetrics_lines(self.stats, self._instance, time.time_ns()))
             await self.sink.close()
             try:
@@ -166,6 +173,8 @@ class Pipeline:
             if reading.measurement != STATUS_MEASUREMENT:
                 landed[self._system_of[reading.device_id]] += 1
         stats.readings_accepted.update(landed)
+        if self.evaluator is not None and outcome.readings:
+            self.evaluator.observe(outcome.readings)
         for rejection in outcome.rejections:
             lines.append(self._dead.line(rejection, message.received_ms))
             self._count_rejection(rejection, message.received_ms)

@@ -1,0 +1,1 @@
+"""In-stream alert rules generated from the device profiles, delivered through Alertmanager."""
