@@ -1,4 +1,9 @@
-"""``citytelemetry services up|down|status``: the local broker, database and alertmanager for dev runs."""
+"""``citytelemetry services up|down|status``: the local broker, database and alertmanager for dev runs.
+
+The broker runs with a password file and ACLs generated from the inventory (anonymous access off); an
+``mqtts://`` broker URL or an ``https://`` InfluxDB URL adds TLS with the local CA's certificate. The files
+are (re)written by ``up`` (``prepare=True``) under ``<run_dir>/security/`` (docs/security.md).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,10 @@ from typing import Literal, TextIO
 from urllib.parse import urlsplit
 
 from citytelemetry.config import Settings
+from citytelemetry.profiles import ProfileError, load_catalog
+from citytelemetry.security.errors import SecurityError
+from citytelemetry.security.local import prepare_broker, security_dir
+from citytelemetry.security.tls import LocalPki
 from citytelemetry.services import definitions
 from citytelemetry.services.errors import ServiceError
 from citytelemetry.services.managed import ManagedService, ServiceState
@@ -23,12 +32,16 @@ def services_command(
     *,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    anonymous: bool = False,
 ) -> int:
-    """Start, stop or report mosquitto, influxd and alertmanager under ``settings.services.run_dir``."""
+    """Start, stop or report mosquitto, influxd and alertmanager under ``settings.services.run_dir``.
+
+    ``anonymous`` runs the broker without credentials or ACLs (an explicit, insecure opt-out).
+    """
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        services = managed_services(settings)
+        services = managed_services(settings, prepare=action == "up", anonymous=anonymous)
     except ServiceError as exc:
         err.write(f"error: {exc}\n")
         return EXIT_FAILED
@@ -39,15 +52,42 @@ def services_command(
     return _status(services, out)
 
 
-def managed_services(settings: Settings) -> list[ManagedService]:
-    """The services ``services_command`` manages, in start order."""
+def managed_services(settings: Settings, *, prepare: bool = True, anonymous: bool = False) -> list[ManagedService]:
+    """The services ``services_command`` manages, in start order.
+
+    ``prepare`` (re)writes the broker's password and ACL files from the inventory and makes the TLS
+    certificates an mqtts:// or https:// URL needs; without it the specs only name those files.
+    """
     run_dir = settings.services.run_dir
+    mqtt_port = _local_port("mqtt.url", settings.mqtt.url, 1883)
+    influx_port = _local_port("influx.url", settings.influx.url, 8086)
+    auth, mqtt_tls, influx_tls = _security_files(settings, prepare=prepare, anonymous=anonymous)
     specs = [
-        definitions.mosquitto(run_dir, _local_port("mqtt.url", settings.mqtt.url, 1883)),
-        definitions.influxd(run_dir, _local_port("influx.url", settings.influx.url, 8086)),
+        definitions.mosquitto(run_dir, mqtt_port, auth=auth, tls=mqtt_tls),
+        definitions.influxd(run_dir, influx_port, tls=influx_tls),
         definitions.alertmanager(run_dir, _local_port("alertmanager.url", settings.alertmanager.url, 9093)),
     ]
     return [ManagedService(spec) for spec in specs]
+
+
+def _security_files(settings: Settings, *, prepare: bool, anonymous: bool) -> tuple[
+        definitions.MosquittoAuth | None, definitions.TlsFiles | None, definitions.TlsFiles | None]:
+    directory = security_dir(settings)
+    pki = LocalPki(directory / "tls")
+    server = definitions.TlsFiles(pki.ca.cert, pki.server.cert, pki.server.key)
+    wants_https = urlsplit(settings.influx.url).scheme == "https"
+    auth = None if anonymous else definitions.MosquittoAuth(directory / "mosquitto" / "passwd",
+                                                             directory / "mosquitto" / "acl")
+    if prepare:
+        try:
+            if auth is not None:
+                catalog = load_catalog(settings.pipeline.profiles_dir, settings.pipeline.inventory_dir)
+                prepare_broker(settings, catalog, tls=settings.mqtt.tls)
+            if settings.mqtt.tls or wants_https:
+                pki.ensure_server()
+        except (ProfileError, SecurityError, OSError) as exc:
+            raise ServiceError(f"cannot prepare the broker's credentials and certificates: {exc}") from exc
+    return auth, server if settings.mqtt.tls else None, server if wants_https else None
 
 
 def _local_port(key: str, url: str, default: int) -> int:
