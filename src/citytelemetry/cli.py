@@ -12,6 +12,7 @@ from pathlib import Path
 
 from citytelemetry.config import ConfigError, Settings, load_settings
 from citytelemetry.profiles import Catalog, ProfileError, load_catalog
+from citytelemetry.sink.spool import SpoolError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return services_command(args.action, settings)
         return _config_show(settings)
-    except (ConfigError, ProfileError) as exc:
+    except (ConfigError, ProfileError, SpoolError) as exc:
         print(f"citytelemetry: {exc}", file=sys.stderr)
         return 2
 

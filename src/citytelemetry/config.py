@@ -124,6 +124,11 @@ class PipelineSettings(Section):
     max_age_s: float = Field(default=7 * 86_400.0, gt=0)
     selfmetrics_interval_s: float = Field(default=10.0, gt=0)
     shutdown_timeout_s: float = Field(default=20.0, gt=0)
+    # Write-ahead spool: messages are acknowledged once fsync'd here. One directory per running instance.
+    # None: no spool, acknowledge only once written to InfluxDB (an outage then backs up at the broker).
+    spool_dir: Path | None = Path(".run/spool")
+    spool_max_bytes: int = Field(default=2 * 1024**3, ge=1024 * 1024)
+    spool_memory_lines: int = Field(default=100_000, ge=1)
 
 
 class HttpSettings(Section):

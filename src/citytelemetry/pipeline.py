@@ -32,6 +32,7 @@ from citytelemetry.sink.deadletter import DeadLetterFormatter
 from citytelemetry.sink.factory import make_writer
 from citytelemetry.sink.influx_v1 import InfluxV1Writer
 from citytelemetry.sink.line_protocol import reading_line
+from citytelemetry.sink.spool import Spool, SpooledSink
 from citytelemetry.validate import Limits, MessageValidator
 from citytelemetry.validate.validator import STATUS_MEASUREMENT
 
@@ -53,9 +54,15 @@ class Pipeline:
         self._instance = settings.mqtt.client_id
         self._dead = DeadLetterFormatter(catalog, self._instance)
         self._writer = writer or make_writer(settings.influx)
-        self.sink = BufferedSink(self._writer, on_refused=self._on_refused, batch_size=p.batch_size,
-                                 flush_interval_s=p.flush_interval_s, max_buffered_lines=p.max_buffered_lines,
-                                 stats=self.stats.write)
+        buffer = BufferedSink(self._writer, on_refused=self._on_refused, batch_size=p.batch_size,
+                              flush_interval_s=p.flush_interval_s, max_buffered_lines=p.max_buffered_lines,
+                              stats=self.stats.write)
+        self.spool: Spool | None = None
+        self.sink: BufferedSink | SpooledSink = buffer
+        if p.spool_dir is not None:
+            self.spool = Spool(p.spool_dir, max_bytes=p.spool_max_bytes)
+            self.stats.spool = self.spool.stats
+            self.sink = SpooledSink(self.spool, buffer, memory_lines=p.spool_memory_lines)
         self._notices: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=NOTICE_QUEUE)
         self._stop = asyncio.Event()
         self._source: MqttSource | None = None
@@ -68,6 +75,8 @@ class Pipeline:
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def run(self) -> None:
+        if self.spool is not None:
+            self.spool.open()  # raises SpoolError, naming the directory, before anything is consumed
         runner = None
         if self.settings.http.port:
             runner = await start_http(self.stats, self.settings.http.host, self.settings.http.port)
@@ -93,8 +102,8 @@ class Pipeline:
                     await flush
             except TimeoutError:
                 log.error(  # noqa: TRY400 - a timeout's traceback says nothing
-                    "shutdown: %d lines not written; their messages were not acknowledged and will be redelivered",
-                    self.sink.pending)
+                    "shutdown: InfluxDB did not take everything in time; %s", "the rest stays in the spool for "
+                    "the next start" if self.spool else "unwritten messages stay unacknowledged at the broker")
                 flush.cancel()
                 await asyncio.gather(flush, return_exceptions=True)
             await self._writer.aclose()
@@ -150,7 +159,7 @@ class Pipeline:
         """Write what was received so its acknowledgements go out on this session."""
         try:
             async with asyncio.timeout(self.settings.pipeline.shutdown_timeout_s):
-                await self.sink.wait_empty()
+                await self.sink.wait_settled()
         except TimeoutError:
             log.error(  # noqa: TRY400 - a timeout's traceback says nothing
                 "shutdown: InfluxDB did not take %d lines in time; unacknowledged messages stay with the broker",

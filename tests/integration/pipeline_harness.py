@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,8 +24,11 @@ def shipped_catalog() -> Catalog:
 
 
 def pipeline_settings(mqtt_url: str, topic_prefix: str, influx: InfluxSettings, **pipeline: object) -> Settings:
+    """Settings for one test's pipeline; its spool lives in a fresh temporary directory unless given."""
+    client_id = f"ct-test-{uuid.uuid4().hex[:8]}"
+    pipeline.setdefault("spool_dir", Path(tempfile.gettempdir()) / "citytelemetry-test-spools" / client_id)
     return Settings(
-        mqtt=MqttSettings(url=mqtt_url, topic_prefix=topic_prefix, client_id=f"ct-test-{uuid.uuid4().hex[:8]}"),
+        mqtt=MqttSettings(url=mqtt_url, topic_prefix=topic_prefix, client_id=client_id),
         influx=influx,
         http=HttpSettings(port=0),
         pipeline=PipelineSettings(profiles_dir=ROOT / "device_profiles" / "types",

@@ -17,13 +17,16 @@ def health(stats: PipelineStats) -> tuple[bool, dict[str, object]]:
     write = stats.write
     stalled = write.consecutive_failures > 0 and (
         time.monotonic() - write.last_success_monotonic > WRITE_STALL_S)
-    healthy = stats.mqtt_connected and not stalled
+    spool_failing = stats.spool is not None and bool(stats.spool.last_error)
+    healthy = stats.mqtt_connected and not stalled and not spool_failing
     return healthy, {
         "status": "ok" if healthy else "unhealthy",
         "mqtt_connected": stats.mqtt_connected,
         "write_failing": write.consecutive_failures > 0,
         "last_write_error": write.last_error if write.consecutive_failures else "",
         "buffered_lines": write.buffered_lines,
+        "spool_error": stats.spool.last_error if stats.spool is not None else "",
+        "spool_depth_records": stats.spool.depth_records if stats.spool is not None else 0,
         "in_flight_messages": stats.in_flight_messages,
     }
 

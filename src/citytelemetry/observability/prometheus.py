@@ -52,6 +52,15 @@ class PipelineCollector(Collector):
                                 value=s.in_flight_messages)
         yield GaugeMetricFamily("citytelemetry_mqtt_connected", "1 when connected to the broker",
                                 value=int(s.mqtt_connected))
+        if s.spool is not None:
+            yield GaugeMetricFamily("citytelemetry_spool_depth_records", "spooled records not yet in InfluxDB",
+                                    value=s.spool.depth_records)
+            yield GaugeMetricFamily("citytelemetry_spool_bytes", "bytes of spool segments on disk",
+                                    value=s.spool.bytes_on_disk)
+            yield GaugeMetricFamily("citytelemetry_spool_oldest_age_seconds", "age of the oldest undrained record",
+                                    value=s.spool.oldest_age_s)
+            yield CounterMetricFamily("citytelemetry_spool_write_failures", "failed spool writes (nothing acked)",
+                                      value=s.spool.write_failures)
 
 
 def registry_for(stats: PipelineStats) -> CollectorRegistry:

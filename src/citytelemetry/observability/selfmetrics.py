@@ -30,6 +30,9 @@ def selfmetrics_lines(stats: PipelineStats, instance: str, timestamp_ns: int) ->
         "mqtt_connected": stats.mqtt_connected,
         "deadletters_published": stats.deadletters_published,
     }
+    if stats.spool is not None:
+        fields.update(spool_depth=stats.spool.depth_records, spool_bytes=stats.spool.bytes_on_disk,
+                      spool_age_s=float(stats.spool.oldest_age_s), spool_write_failures=stats.spool.write_failures)
     tags = (("instance", instance),)
     lines = [format_line(PIPELINE_MEASUREMENT, tags, fields, timestamp_ns)]
     lines.extend(

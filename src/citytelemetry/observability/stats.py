@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from citytelemetry.sink.spool.wal import SpoolStats
 from citytelemetry.sink.stats import WriteStats
 
 
@@ -23,3 +24,4 @@ class PipelineStats:
     in_flight_messages: int = 0
     sequence_restarts: int = 0
     write: WriteStats = field(default_factory=WriteStats)
+    spool: SpoolStats | None = None

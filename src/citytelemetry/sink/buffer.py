@@ -163,6 +163,10 @@ class BufferedSink:
             self._data.set()
         await self._empty.wait()
 
+    async def wait_settled(self) -> None:
+        """Everything put so far is durable (here: written), so its messages are acknowledged."""
+        await self.wait_empty()
+
     async def close(self) -> None:
         """Ask the flush loop to write what is buffered and stop; await ``run`` to wait for it."""
         self._closing = True

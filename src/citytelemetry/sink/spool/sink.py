@@ -1,0 +1,116 @@
+"""``SpooledSink``: the pipeline's sink when a spool directory is configured.
+
+Lines are acknowledged once fsync'd in the spool; a feeder then moves committed records, in order,
+into the ``BufferedSink`` that writes InfluxDB. Fresh records travel in memory (bounded); when
+InfluxDB falls behind, the feeder reads the backlog back from disk, so an outage costs disk, not RAM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections import deque
+from collections.abc import Sequence
+
+from citytelemetry.sink.buffer import BufferedSink, OnDurable
+from citytelemetry.sink.spool.records import SegmentReader
+from citytelemetry.sink.spool.wal import Spool
+
+log = logging.getLogger(__name__)
+CHECKPOINT_EVERY_S = 1.0
+
+
+class SpooledSink:
+    def __init__(self, spool: Spool, buffer: BufferedSink, *, memory_lines: int = 100_000,
+                 read_lines: int = 20_000) -> None:
+        self.spool = spool
+        self.buffer = buffer
+        self.stats = buffer.stats
+        self._memory_lines = memory_lines
+        self._read_lines = read_lines
+        self._recent: deque[tuple[int, Sequence[bytes]]] = deque()
+        self._recent_lines = 0
+        self._final = False  # set once the spool is closed: feed what is committed, then stop
+        spool.on_commit = self._keep_in_memory
+
+    # -- producer side (same shape as BufferedSink) ----------------------------------------------
+    async def put(self, lines: Sequence[bytes], on_durable: OnDurable | None = None) -> None:
+        await self.spool.wait_room()
+        self.spool.submit(lines, on_durable)
+
+    def put_nowait(self, lines: Sequence[bytes], on_durable: OnDurable | None = None) -> None:
+        self.spool.submit(lines, on_durable)
+
+    async def wait_settled(self) -> None:
+        """Everything put so far is durable in the spool (so its messages are acknowledged)."""
+        await self.spool.wait_idle()
+
+    @property
+    def pending(self) -> int:
+        return self.spool.stats.depth_records
+
+    # -- running ---------------------------------------------------------------------------------
+    async def run(self) -> None:
+        committer = asyncio.create_task(self.spool.run(), name="spool-commit")
+        feeder = asyncio.create_task(self._feed(), name="spool-feeder")
+        writer = asyncio.create_task(self.buffer.run(), name="influx-writer")
+        checkpoints = asyncio.create_task(self._checkpoints(), name="spool-checkpoint")
+        tasks = (committer, feeder, writer, checkpoints)
+        try:
+            await committer  # returns after close(), once everything submitted is durable
+            self._final = True
+            self.spool.notify_committed()
+            await feeder
+            await self.buffer.close()
+            await writer
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.spool.checkpoint()
+            self.spool.release()
+
+    async def close(self) -> None:
+        await self.spool.close()
+
+    def _keep_in_memory(self, committed: list[tuple[int, Sequence[bytes]]]) -> None:
+        for record_id, lines in committed:
+            if self._recent_lines >= self._memory_lines:
+                return  # the feeder reads these back from disk
+            self._recent.append((record_id, lines))
+            self._recent_lines += len(lines)
+
+    async def _feed(self) -> None:
+        """Move committed records, in id order, into the InfluxDB buffer."""
+        reader = SegmentReader(self.spool.directory)
+        next_id = self.spool.drained_id + 1
+        try:
+            while True:
+                if next_id >= self.spool.next_id:
+                    if self._final:
+                        return
+                    await self.spool.wait_committed()
+                    continue
+                for record_id, lines in await self._next_records(reader, next_id):
+                    await self.buffer.put(lines, functools.partial(self.spool.mark_drained, record_id))
+                    next_id = record_id + 1
+        finally:
+            reader.close()
+
+    async def _next_records(self, reader: SegmentReader, next_id: int) -> list[tuple[int, Sequence[bytes]]]:
+        while self._recent and self._recent[0][0] < next_id:
+            self._recent_lines -= len(self._recent.popleft()[1])
+        if self._recent and self._recent[0][0] == next_id:
+            record_id, lines = self._recent.popleft()
+            self._recent_lines -= len(lines)
+            return [(record_id, lines)]
+        found = await asyncio.to_thread(self.spool.read_range, reader, next_id, self._read_lines)
+        return [(r.id, r.lines) for r in found]
+
+    async def _checkpoints(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_EVERY_S)
+            with contextlib.suppress(OSError):  # retried next second; the data itself is safe
+                self.spool.checkpoint()
