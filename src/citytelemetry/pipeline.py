@@ -20,6 +20,7 @@ from citytelemetry.config import Settings
 from citytelemetry.contracts import AlertEvaluator, EmitLines, InboundMessage, LineWriter
 from citytelemetry.ingest.mqtt_source import MqttSource
 from citytelemetry.ingest.topics import deadletter_topic
+from citytelemetry.observability.completeness import CompletenessTracker
 from citytelemetry.observability.http import start_http
 from citytelemetry.observability.ratelog import RateLimitedLog
 from citytelemetry.observability.selfmetrics import selfmetrics_lines
@@ -68,6 +69,7 @@ class Pipeline:
         self._source: MqttSource | None = None
         self._reject_log = RateLimitedLog(log)
         self._system_of = {device.id: device.system.value for device in catalog.devices.values()}
+        self.completeness = CompletenessTracker(catalog)
         self.evaluator = evaluator_factory(self.sink.put_nowait) if evaluator_factory else None
 
     def stop(self) -> None:
@@ -177,10 +179,12 @@ class Pipeline:
         outcome = self.validator(message)
         lines = []
         landed: Counter[str] = Counter()
+        sequenced: list[tuple[str, int]] = []
         for reading in outcome.readings:
             lines.append(reading_line(reading))
             if reading.measurement != STATUS_MEASUREMENT:
                 landed[self._system_of[reading.device_id]] += 1
+                sequenced.append((reading.device_id, reading.seq))
         stats.readings_accepted.update(landed)
         if self.evaluator is not None and outcome.readings:
             self.evaluator.observe(outcome.readings)
@@ -189,8 +193,12 @@ class Pipeline:
             self._count_rejection(rejection, message.received_ms)
         delivery = message.delivery
 
+        completeness = self.completeness
+
         def on_durable() -> None:
             stats.readings_landed.update(landed)
+            for device_id, seq in sequenced:
+                completeness.landed(device_id, seq)
             stats.messages_settled += 1
             delivery.settle()
             source = self._source
@@ -201,6 +209,8 @@ class Pipeline:
 
     def _count_rejection(self, rejection: Rejection, received_ms: int) -> None:
         self.stats.rejections[rejection.reason.value] += 1
+        if rejection.reason is Reason.DUPLICATE_SEQUENCE and rejection.device_id is not None:
+            self.completeness.duplicate(rejection.device_id)
         system = self._system_of.get(rejection.device_id or "", "unknown")
         self.stats.rejections_by_system[system] += 1
         self._reject_log.warning(rejection.reason.value, "rejected %s from %s: %s", rejection.reason.value,
@@ -228,7 +238,10 @@ class Pipeline:
         while True:
             await asyncio.sleep(self.settings.pipeline.selfmetrics_interval_s)
             self.stats.sequence_restarts = self.validator.sequences.restarts
-            self.sink.put_nowait(selfmetrics_lines(self.stats, self._instance, time.time_ns()))
+            now_ns = time.time_ns()
+            self.stats.completeness = self.completeness.by_system()
+            self.sink.put_nowait(selfmetrics_lines(self.stats, self._instance, now_ns))
+            self.sink.put_nowait(self.completeness.lines(now_ns))
 
     async def _publish_notices(self) -> None:
         while True:

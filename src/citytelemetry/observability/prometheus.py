@@ -52,6 +52,12 @@ class PipelineCollector(Collector):
                                 value=s.in_flight_messages)
         yield GaugeMetricFamily("citytelemetry_mqtt_connected", "1 when connected to the broker",
                                 value=int(s.mqtt_connected))
+        completeness = GaugeMetricFamily("citytelemetry_completeness_ratio",
+                                         "received / expected readings by device sequence numbers",
+                                         labels=["system"])
+        for system, (received, expected) in sorted(s.completeness.items()):
+            completeness.add_metric([system], received / expected if expected else 1.0)
+        yield completeness
         if s.spool is not None:
             yield GaugeMetricFamily("citytelemetry_spool_depth_records", "spooled records not yet in InfluxDB",
                                     value=s.spool.depth_records)

@@ -25,3 +25,4 @@ class PipelineStats:
     sequence_restarts: int = 0
     write: WriteStats = field(default_factory=WriteStats)
     spool: SpoolStats | None = None
+    completeness: dict[str, tuple[int, int]] = field(default_factory=dict)  # system -> (received, expected)
