@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from simulators.district import DistrictSimulator, Pacing, Summary, publish
 
 from citytelemetry.profiles import Catalog
 from citytelemetry.services import ManagedService, definitions, free_port
-from simulators.district import DistrictSimulator, Pacing, Summary, publish
 
 from .pipeline_harness import shipped_catalog
 from .process_harness import PipelineProcess, wait_for_audit
