@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import base64
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from citytelemetry.security import (
+    BrokerAccess,
+    CredentialSource,
+    DeviceAccount,
+    InsecureFileError,
+    SecretKey,
+    SecurityError,
+    hash_password,
+    password_file,
+)
+from citytelemetry.security.influx import Account, quote_identifier, quote_string
+
+
+def test_secret_file_is_created_private_and_loads_back(tmp_path: Path) -> None:
+    path = tmp_path / "security" / "secret"
+    created = SecretKey.create(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert SecretKey.load(path).password("r", "n") == created.password("r", "n")
+    with pytest.raises(SecurityError, match="exists"):
+        SecretKey.create(path)
+
+
+def test_a_secret_readable_by_others_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    SecretKey.create(path)
+    path.chmod(0o644)
+    with pytest.raises(InsecureFileError, match="chmod 600"):
+        SecretKey.load(path)
+
+
+def test_passwords_are_deterministic_distinct_and_256_bit() -> None:
+    key = SecretKey(b"k" * 32)
+    a = key.password("mqtt-device", "tun-c001-gas1")
+    assert a == SecretKey(b"k" * 32).password("mqtt-device", "tun-c001-gas1")
+    assert len(base64.urlsafe_b64decode(a + "=")) == 32
+    others = {key.password("mqtt-device", "tun-c001-gas2"), key.password("mqtt-service", "tun-c001-gas1"),
+              key.password("mqtt-device", "tun-c001-gas1", 1), SecretKey(b"j" * 32).password("mqtt-device",
+                                                                                              "tun-c001-gas1")}
+    assert a not in others
+    assert len(others) == 4
+
+
+def test_the_key_never_shows_in_reprs(tmp_path: Path) -> None:
+    source = CredentialSource.open(tmp_path)
+    secret_hex = (tmp_path / "secret").read_text().strip()
+    assert secret_hex not in repr(source)
+    assert secret_hex not in repr(source.key)
+    assert "hunter2" not in repr(Account("ct_writer", "hunter2"))
+
+
+def test_rotating_one_device_changes_only_its_password(tmp_path: Path) -> None:
+    source = CredentialSource.open(tmp_path)
+    before = {d: source.device_password(d) for d in ("a", "b")}
+    source.generations.bump("mqtt-device", "a")
+    source.generations.save()
+    reopened = CredentialSource.open(tmp_path, create=False)
+    assert reopened.device_password("a") != before["a"]
+    assert reopened.device_password("b") == before["b"]
+
+
+def test_hash_matches_mosquitto_passwd(tmp_path: Path) -> None:
+    passwd = tmp_path / "pw"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), "dev", "s3cret-pw"], check=True)
+    line = passwd.read_text().strip()
+    salt = base64.b64decode(line.split("$")[3])
+    assert f"dev:{hash_password('s3cret-pw', salt=salt)}" == line
+
+
+def test_password_file_has_one_salted_line_per_account() -> None:
+    text = password_file([("a", "pw"), ("b", "pw")])
+    lines = text.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["a", "b"]
+    assert lines[0].split(":")[1] != lines[1].split(":")[1]  # same password, different salt
+
+
+def test_acl_binds_each_device_to_its_own_two_topics() -> None:
+    access = BrokerAccess(prefix="ct/v1", pipeline_users=("citytelemetry",), operator_users=("ct-operator",),
+                          devices=(DeviceAccount("tun-c001-gas1", "hunnan", "tunnel"),))
+    acl = access.acl()
+    device_block = acl.split("user tun-c001-gas1\n")[1].strip().splitlines()
+    assert device_block == ["topic write ct/v1/hunnan/tunnel/tun-c001-gas1/telemetry",
+                            "topic write ct/v1/hunnan/tunnel/tun-c001-gas1/status"]
+    pipeline_block = acl.split("user citytelemetry\n")[1].split("\n\n")[0].splitlines()
+    assert pipeline_block == ["topic read ct/v1/+/+/+/telemetry", "topic read $share/+/ct/v1/+/+/+/telemetry",
+                              "topic read ct/v1/+/+/+/status", "topic read $share/+/ct/v1/+/+/+/status",
+                              "topic write ct/v1/deadletter/#"]
+    assert "pattern" not in acl
+    assert "readwrite" not in acl
+
+
+@pytest.mark.parametrize("bad", ["a\nuser root", "a b", "a/b", "+", "#", "a:b", "", "-a", "a" * 65])
+def test_names_that_could_change_a_generated_file_are_refused(bad: str) -> None:
+    with pytest.raises(SecurityError):
+        BrokerAccess(prefix="ct/v1", pipeline_users=("p",), devices=(DeviceAccount(bad, "s", "tunnel"),)).acl()
+    with pytest.raises(SecurityError):
+        password_file([(bad, "x")])
+
+
+def test_a_device_id_equal_to_a_service_account_is_refused() -> None:
+    with pytest.raises(SecurityError, match="twice"):
+        BrokerAccess(prefix="ct/v1", pipeline_users=("citytelemetry",),
+                     devices=(DeviceAccount("citytelemetry", "s", "tunnel"),))
+
+
+def test_influxql_quoting_cannot_be_escaped() -> None:
+    assert quote_identifier('a"b\\') == '"a\\"b\\\\"'
+    assert quote_string("it's\\") == "'it\\'s\\\\'"
+    with pytest.raises(SecurityError):
+        Account('x"; DROP DATABASE db', "pw")
