@@ -1,0 +1,94 @@
+"""InfluxQL text for the panels: identifiers quoted, Grafana macros left for Grafana to fill in.
+
+Macros used: ``$timeFilter``, ``$__interval``, ``$__range_s`` and the template variables
+``$site``, ``$device_type``, ``$device`` and the dashboard's location variable (``$compartment``,
+``$unit``, ``$node``), always in ``"tag" =~ /^$var$/`` form so multi-value and All selections work.
+"""
+
+# ruff: noqa: S608 - InfluxQL, not SQL: identifiers come from the profile schema ([a-z0-9_]) and are quoted
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def var_match(tag: str, variable: str | None = None) -> str:
+    return f"{ident(tag)} =~ /^${variable or tag}$/"
+
+
+def where(*clauses: str) -> str:
+    return " AND ".join(("$timeFilter", *clauses))
+
+
+def measurements_regex(names: Iterable[str]) -> str:
+    return "/^(" + "|".join(sorted(names)) + ")$/"
+
+
+def aggregate_band(measurement: str, field: str, filters: Sequence[str]) -> str:
+    """Worst high, mean and worst low across the selected devices per interval."""
+    f = ident(field)
+    return (f'SELECT max({f}) AS "max", mean({f}) AS "mean", min({f}) AS "min" FROM {ident(measurement)} '
+            f"WHERE {where(*filters)} GROUP BY time($__interval) fill(none)")
+
+
+def last_by(measurement: str, field: str, filters: Sequence[str], tag: str) -> str:
+    return (f"SELECT last({ident(field)}) AS {ident(field)} FROM {ident(measurement)} WHERE {where(*filters)} "
+            f"GROUP BY time($__interval), {ident(tag)} fill(none)")
+
+
+def max_by(measurement: str, field: str, filters: Sequence[str], tag: str) -> str:
+    return (f"SELECT max({ident(field)}) AS {ident(field)} FROM {ident(measurement)} WHERE {where(*filters)} "
+            f"GROUP BY time($__interval), {ident(tag)} fill(none)")
+
+
+def counter_rate(measurement: str, field: str, filters: Sequence[str], per: str = "1h") -> str:
+    """Sum over devices of each cumulative register's increase per ``per`` (kWh/h = kW, GJ/h, m³/h)."""
+    inner = (f'SELECT non_negative_derivative(max({ident(field)}), {per}) AS "rate" FROM {ident(measurement)} '
+             f'WHERE {where(*filters)} GROUP BY time($__interval), "device" fill(none)')
+    return (f'SELECT sum("rate") AS {ident(field)} FROM ({inner}) WHERE $timeFilter '
+            "GROUP BY time($__interval) fill(none)")
+
+
+def summed_mean(measurement: str, field: str, filters: Sequence[str], coefficient: float = 1.0,
+                *, over_time: bool = True) -> str:
+    """Per device mean, summed over devices (total power), times ``coefficient``."""
+    by_time = "time($__interval), " if over_time else ""
+    inner = (f'SELECT mean({ident(field)}) AS "v" FROM {ident(measurement)} WHERE {where(*filters)} '
+             f'GROUP BY {by_time}"device" fill(none)')
+    scale = "" if coefficient == 1.0 else f" * {coefficient!r}"
+    outer_group = " GROUP BY time($__interval) fill(none)" if over_time else ""
+    return f'SELECT sum("v"){scale} AS "value" FROM ({inner}) WHERE $timeFilter{outer_group}'
+
+
+def reporting_share(measurement: str, window_s: int, registered_total: int, filters: Sequence[str]) -> str:
+    """Devices of one type with a reading in the last ``window_s`` seconds, as a share of ``registered_total``."""
+    inner = (f'SELECT last("seq") AS "seq" FROM {ident(measurement)} WHERE time > now() - {window_s}s'
+             + "".join(f" AND {c}" for c in filters) + ' GROUP BY "device"')
+    return f'SELECT count("seq") / {registered_total} AS "share" FROM ({inner})'
+
+
+def reporting_share_over_time(measurement: str, bucket_s: int, registered_total: int,
+                              filters: Sequence[str]) -> str:
+    inner = (f'SELECT last("seq") AS "seq" FROM {ident(measurement)} WHERE {where(*filters)} '
+             f'GROUP BY time({bucket_s}s), "device" fill(none)')
+    return (f'SELECT count("seq") / {registered_total} AS "share" FROM ({inner}) WHERE $timeFilter '
+            f"GROUP BY time({bucket_s}s) fill(none)")
+
+
+def completeness(measurement: str, devices: int, interval_s: float, filters: Sequence[str]) -> str:
+    """Readings received / readings expected from ``devices`` devices over the selected range."""
+    return (f'SELECT count("seq") / ({devices} * $__range_s / {interval_s!r}) AS "completeness" '
+            f"FROM {ident(measurement)} WHERE {where(*filters)}")
+
+
+def completeness_by_device(measurement: str, interval_s: float, filters: Sequence[str]) -> str:
+    return (f'SELECT count("seq") / ($__range_s / {interval_s!r}) AS "completeness" FROM {ident(measurement)} '
+            f'WHERE {where(*filters)} GROUP BY "device"')
