@@ -1,0 +1,1 @@
+"""The citytelemetry benchmark harness (issue 6): ``python -m bench`` — see bench/README.md."""

@@ -1,0 +1,122 @@
+"""``python -m bench``: measure the broker, InfluxDB and the pipeline on the same workloads; print and record.
+
+    .venv/bin/python -m bench                       # everything at default scale (about 10-15 min, 2 cores)
+    .venv/bin/python -m bench --scale 0.05          # everything shrunk (counts, durations, rates)
+    .venv/bin/python -m bench --only a,c --no-record
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench.machine import ROOT, describe
+from bench.parts import Context, part_a, part_b, part_c, part_d, part_e, part_f
+from bench.results import Row, ratios, table
+from bench.services import private_services
+from bench.workload import workloads, write_profiles
+
+PARTS = ("a", "b", "c", "d", "e", "f")
+SUBSCRIBERS = ("paho", "mosquitto_sub", "aiomqtt", "gmqtt", "mqtt5")
+RESULTS = ROOT / "bench" / "RESULTS.md"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="shrink everything: messages, devices, durations, rates (default 1)")
+    parser.add_argument("--only", default=",".join(PARTS), help="parts to run, e.g. a,b,c (default all)")
+    parser.add_argument("--workloads", default="W1,W2", help="W1, W2 or both (default both)")
+    parser.add_argument("--subscribers", default=",".join(SUBSCRIBERS),
+                        help=f"bare subscribers for (a) (default {','.join(SUBSCRIBERS)})")
+    parser.add_argument("--no-alerts", action="store_true", help="run the pipeline with alerts.enabled = false")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file the run is appended to")
+    parser.add_argument("--no-record", action="store_true", help="print only; do not append to the results file")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary run directory (logs, data)")
+    return parser
+
+
+def _selected(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    chosen = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in chosen if t not in allowed]
+    if unknown:
+        raise SystemExit(f"unknown {what}: {', '.join(unknown)} (choose from {', '.join(allowed)})")
+    return chosen
+
+
+def run(ctx: Context, parts: list[str], names: list[str], subscribers: list[str]) -> list[Row]:
+    rows: list[Row] = []
+    scale = ctx.scale
+    chosen = [w for w in workloads(scale) if w.name in names]
+    for work in chosen:
+        ctx.say(f"{work.name}: {work.devices} devices, {work.messages} messages x {work.batch} readings "
+                f"= {work.points} points")
+        if "a" in parts:
+            rows += part_a(ctx, work, subscribers)
+        if "b" in parts:
+            rows += part_b(ctx, work)
+        if "c" in parts:
+            rows.append(part_c(ctx, work))
+        if "d" in parts:
+            rows.append(part_d(ctx, work))
+    devices = chosen[0].devices if chosen else workloads(scale)[0].devices
+    if "e" in parts:
+        rows += part_e(ctx, devices, [1000 * min(1.0, scale * 4), 5000 * min(1.0, scale * 4)],
+                       duration_s=max(3.0, 20 * scale))
+    if "f" in parts:
+        rows.append(part_f(ctx, devices, rate=2000 * min(1.0, scale * 4), warmup_s=max(2.0, 10 * scale),
+                           outage_s=max(3.0, 60 * scale)))
+    return rows
+
+
+def report(rows: list[Row], meta: dict[str, str], scale: float, alerts: bool, elapsed_s: float) -> str:
+    lines = [f"## {meta['date']} — scale {scale:g}", "",
+             f"- machine: {meta['machine']}", f"- software: {meta['software']}",
+             f"- commit: {meta['commit']}", f"- command: `{meta['command']}`",
+             (f"- pipeline: alerts.enabled = {str(alerts).lower()}; devices: synthetic `bench_sensor` "
+              "(5 float fields, validated against a generated profile and inventory)"),
+             f"- wall time of the run: {elapsed_s / 60:.1f} min", "", table(rows)]
+    found = ratios(rows)
+    if found:
+        lines += ["Ratios (points/s):", "", *[f"- {r}" for r in found], ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
+    parts = _selected(args.only, PARTS, "part")
+    names = _selected(args.workloads, ("W1", "W2"), "workload")
+    subscribers = _selected(args.subscribers, SUBSCRIBERS, "subscriber")
+    started = time.monotonic()
+    meta = describe(argv)
+    root = Path(tempfile.mkdtemp(prefix="ct-bench-"))
+    try:
+        devices = max(w.devices for w in workloads(args.scale))
+        types_dir, inventory_dir = write_profiles(root / "profiles", devices)
+        with private_services(root / "services") as services:
+            ctx = Context(services, root / "work", uuid.uuid4().hex[:6], args.scale, types_dir, inventory_dir,
+                          alerts=not args.no_alerts)
+            ctx.say(f"services: {services.mqtt_url}, {services.influx_url}; run dir {root}")
+            rows = run(ctx, parts, names, subscribers)
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    text = report(rows, meta, args.scale, not args.no_alerts, time.monotonic() - started)
+    print(text)
+    if not args.no_record:
+        with args.results.open("a", encoding="utf-8") as f:
+            f.write("\n" + text)
+    if args.json is not None:
+        args.json.write_text(json.dumps([{"part": r.part, "workload": r.workload, "what": r.what,
+                                          "msgs_per_s": r.msgs_per_s, "points_per_s": r.points_per_s,
+                                          "details": r.details, **r.figures} for r in rows], indent=2))
+    return 0

@@ -1,0 +1,62 @@
+"""What the figures were measured on: date, machine, commit, command."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _ram_gib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 1024 / 1024
+    return 0.0
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _version(binary: str, flag: str) -> str:
+    try:
+        out = subprocess.run([binary, flag], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    text = (out.stdout or out.stderr).strip().splitlines()
+    return text[0] if text else "unknown"
+
+
+def describe(argv: list[str]) -> dict[str, str]:
+    dirty = " (+ uncommitted changes)" if _git("status", "--porcelain", "--", "src", "bench") else ""
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {_cpu_model()}, "
+                   f"{_ram_gib():.0f} GiB RAM, {platform.system()} {platform.release()}",
+        "software": f"Python {platform.python_version()}; "
+                    f"{_version('/usr/sbin/mosquitto', '-h').replace('mosquitto version', 'mosquitto')}; "
+                    f"{_version('influxd', 'version')}",
+        "commit": _git("rev-parse", "--short", "HEAD") + dirty,
+        "command": shlex.join([Path(sys.executable).relative_to(ROOT).as_posix()
+                               if Path(sys.executable).is_relative_to(ROOT) else sys.executable,
+                               "-m", "bench", *argv]),
+    }

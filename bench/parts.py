@@ -1,0 +1,356 @@
+"""The measurements (a)-(f) of issue 6. Each returns table rows; none depends on another's state.
+
+Consumers in (a), (c) and (d) drain a backlog: their persistent session is created first, the workload is
+then published into the broker's queue for it, and the consumer is (re)started and timed until it has
+everything. On a 2-core machine this keeps the publishers' CPU out of the consumer's figure (in the field
+the devices are elsewhere); the publish rate into the broker is reported beside it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from bench.pipeline import PipelineConfig, PipelineProcess
+from bench.publish import PublishResult, publish_bulk, publish_paced
+from bench.results import Row
+from bench.services import Services, count_points, create_database, influx_query
+from bench.subscribers import Job, mosquitto_sub_command
+from bench.workload import DEVICE_TYPE, Workload, messages
+
+POLL_S = 0.5
+
+
+@dataclass(slots=True)
+class Context:
+    services: Services
+    work_dir: Path
+    run_id: str
+    scale: float
+    types_dir: Path
+    inventory_dir: Path
+    alerts: bool = True
+    say: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True)
+
+    def prefix(self, name: str) -> str:
+        return f"bench/{self.run_id}/{name}"
+
+    def database(self, name: str) -> str:
+        return f"bench_{self.run_id}_{name}"
+
+    def pipeline(self, name: str, database: str, prefix: str, *, client_id: str | None = None,
+                 group: str | None = None) -> PipelineProcess:
+        s = self.services
+        return PipelineProcess(PipelineConfig(
+            mqtt_url=s.mqtt_url, influx_url=s.influx_url, database=database, topic_prefix=prefix,
+            client_id=client_id or f"bench-{self.run_id}-{name}", profiles_dir=self.types_dir,
+            inventory_dir=self.inventory_dir, work_dir=self.work_dir, shared_group=group, alerts=self.alerts))
+
+
+def _topic(prefix: str) -> str:
+    return f"{prefix}/+/+/+/telemetry"
+
+
+def _timeout(work: Workload) -> float:
+    return 60 + work.messages / 500  # generous: a stall, not a slow run, should end a part
+
+
+# -- (a) the broker to bare subscribers -----------------------------------------------------------
+def _subscriber(ctx: Context, client: str, job: Job) -> tuple[int, float]:
+    if client == "mosquitto_sub":
+        started = time.monotonic()
+        done = subprocess.run(mosquitto_sub_command(job), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              timeout=job.timeout_s + 30, check=False)
+        seconds = time.monotonic() - started
+        if job.prepare:
+            return 0, 0.0
+        return (job.count if done.returncode == 0 else 0), seconds  # -C N: exit 0 only after N messages
+    args = [sys.executable, "-m", "bench.subscribers", client, "prepare" if job.prepare else "drain",
+            "--host", job.host, "--port", str(job.port), "--topic", job.topic, "--client-id", job.client_id,
+            "--count", str(job.count), "--timeout", str(job.timeout_s)]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=job.timeout_s + 30, check=False)
+    if proc.returncode != 0:
+        ctx.say(f"  {client} subscriber failed: {proc.stderr[-800:]}")
+        return 0, 0.0
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return int(result["received"]), float(result["seconds"])
+
+
+def part_a(ctx: Context, work: Workload, clients: list[str]) -> list[Row]:
+    rows = []
+    s = ctx.services
+    for client in clients:
+        prefix = ctx.prefix(f"a-{work.name}-{client}")
+        job = Job(s.mqtt_host, s.mqtt_port, _topic(prefix), f"bench-{ctx.run_id}-a-{work.name}-{client}",
+                  work.messages, _timeout(work), prepare=True)
+        _subscriber(ctx, client, job)
+        published = publish_bulk(s.mqtt_host, s.mqtt_port, work, prefix)
+        job.prepare = False
+        received, seconds = _subscriber(ctx, client, job)
+        rate = received / seconds if seconds else 0.0
+        ctx.say(f"  (a) {work.name} {client}: {received}/{work.messages} in {seconds:.2f} s; "
+                f"published at {published.rate:,.0f} msg/s")
+        rows.append(Row("a", work.name, f"{client} bare subscriber (drain backlog)", rate, rate * work.batch,
+                        f"received {received}/{work.messages} in {seconds:.1f} s; "
+                        f"backlog published at {published.rate:,.0f} msg/s",
+                        {"received": received, "expected": work.messages}))
+    return rows
+
+
+# -- (b) raw InfluxDB --------------------------------------------------------------------------------
+class _NoDelivery:
+    def settle(self) -> None:
+        return None
+
+
+def pipeline_lines(ctx: Context, work: Workload) -> list[bytes]:
+    """The exact lines the pipeline writes for this workload: the real validator and line protocol."""
+    from citytelemetry.contracts import InboundMessage
+    from citytelemetry.profiles import load_catalog
+    from citytelemetry.sink.line_protocol import reading_line
+    from citytelemetry.validate import Limits, MessageValidator
+
+    prefix = ctx.prefix(f"b-{work.name}")
+    validator = MessageValidator(load_catalog(ctx.types_dir, ctx.inventory_dir), Limits(), topic_prefix=prefix)
+    lines: list[bytes] = []
+    base = int(time.time() * 1000) - 3_600_000
+    for topic, body in messages(work, prefix, part=0, parts=1, base_ms=base):
+        outcome = validator(InboundMessage(topic, body, 0, _NoDelivery()))
+        lines.extend(reading_line(r) for r in outcome.readings)
+    return lines
+
+
+def _write_batches(url: str, db: str, bodies: list[bytes], errors: list[str]) -> None:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 8086, timeout=60)
+    try:
+        for body in bodies:
+            conn.request("POST", f"/write?db={db}&precision=ns", body=body)
+            response = conn.getresponse()
+            text = response.read()
+            if response.status != 204:
+                errors.append(f"{response.status} {text[:200]!r}")
+                return
+    finally:
+        conn.close()
+
+
+def part_b(ctx: Context, work: Workload, *, batch: int = 5000) -> list[Row]:
+    lines = pipeline_lines(ctx, work)
+    bodies = [b"\n".join(lines[i:i + batch]) for i in range(0, len(lines), batch)]
+    rows = []
+    for writers in (1, 2):
+        db = ctx.database(f"b{writers}_{work.name.lower()}")
+        create_database(ctx.services.influx_url, db)
+        errors: list[str] = []
+        threads = [threading.Thread(target=_write_batches, args=(ctx.services.influx_url, db, bodies[k::writers],
+                                                                 errors)) for k in range(writers)]
+        started = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        seconds = time.monotonic() - started
+        landed = count_points(ctx.services.influx_url, db, DEVICE_TYPE)
+        rate = landed / seconds
+        ctx.say(f"  (b) {work.name} {writers} writer(s): {landed}/{len(lines)} points in {seconds:.2f} s {errors[:1]}")
+        rows.append(Row("b", work.name, f"raw InfluxDB /write, {writers} writer{'s' if writers > 1 else ''}",
+                        None, rate, f"{landed}/{len(lines)} points in {seconds:.1f} s, batches of {batch}"
+                        + (f"; errors: {errors[0]}" if errors else ""),
+                        {"landed": landed, "expected": len(lines)}))
+    return rows
+
+
+# -- (c), (d) the pipeline ------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Landed:
+    count: int
+    done_at: float  # monotonic time of the poll that saw the final count
+
+
+def wait_landed(url: str, db: str, expected: int, *, timeout_s: float, stall_s: float = 60.0,
+                poll_s: float = POLL_S) -> Landed:
+    """Poll an InfluxQL count until ``expected`` points are there, nothing lands for ``stall_s``, or timeout."""
+    deadline = time.monotonic() + timeout_s
+    last, last_change = -1, time.monotonic()
+    while True:
+        now = time.monotonic()
+        count = count_points(url, db, DEVICE_TYPE)
+        if count != last:
+            last, last_change = count, now
+        if count >= expected or now > deadline or now - last_change > stall_s:
+            return Landed(count, now)
+        time.sleep(poll_s)
+
+
+def _rejected(url: str, db: str) -> int:
+    try:
+        series = influx_query(url, db, "SELECT count(reason) FROM ct_rejects")
+    except RuntimeError:
+        return 0
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+def _drain_pipelines(ctx: Context, work: Workload, name: str, procs: list[PipelineProcess], db: str,
+                     prefix: str) -> tuple[Row, PublishResult]:
+    for p in procs:  # create the persistent sessions (and the database), then leave
+        p.start()
+    for p in procs:
+        p.wait_ready()
+    for p in procs:
+        p.stop()
+    s = ctx.services
+    published = publish_bulk(s.mqtt_host, s.mqtt_port, work, prefix)
+    for p in procs:
+        p.start()
+    try:
+        started = max(p.wait_ready() for p in procs)
+        landed = wait_landed(s.influx_url, db, work.points, timeout_s=_timeout(work))
+        cpu = sum(p.cpu_seconds() for p in procs)
+        rss = max(p.peak_rss_mib() for p in procs)
+    finally:
+        codes = [p.stop() for p in procs]
+    seconds = landed.done_at - started
+    rejected = _rejected(s.influx_url, db)
+    lost = work.points - landed.count - rejected
+    rate = landed.count / seconds if seconds > 0 else 0.0
+    cpu_per_100k = cpu / landed.count * 100_000 if landed.count else 0.0
+    ctx.say(f"  ({name}) {work.name}: {landed.count}/{work.points} points in {seconds:.1f} s, rejected {rejected}, "
+            f"lost {lost}, CPU {cpu:.1f} s, peak RSS {rss:.0f} MiB, exit {codes}")
+    row = Row(name, work.name, "", rate / work.batch, rate,
+              f"landed {landed.count}/{work.points} (InfluxQL count), rejected {rejected}, lost {lost}; "
+              f"CPU {cpu_per_100k:.1f} s/100k points; peak RSS {rss:.0f} MiB; backlog published at "
+              f"{published.rate:,.0f} msg/s",
+              {"landed": landed.count, "expected": work.points, "rejected": rejected, "lost": lost,
+               "cpu_s_per_100k": cpu_per_100k, "peak_rss_mib": rss, "seconds": seconds})
+    return row, published
+
+
+def part_c(ctx: Context, work: Workload) -> Row:
+    db, prefix = ctx.database(f"c_{work.name.lower()}"), ctx.prefix(f"c-{work.name}")
+    row, _ = _drain_pipelines(ctx, work, "c", [ctx.pipeline(f"c-{work.name}", db, prefix)], db, prefix)
+    row.what = "citytelemetry run, 1 process (drain backlog)"
+    return row
+
+
+def part_d(ctx: Context, work: Workload) -> Row:
+    db, prefix = ctx.database(f"d_{work.name.lower()}"), ctx.prefix(f"d-{work.name}")
+    procs = [ctx.pipeline(f"d{k}-{work.name}", db, prefix, group=f"g{ctx.run_id}") for k in (1, 2)]
+    row, _ = _drain_pipelines(ctx, work, "d", procs, db, prefix)
+    row.what = "citytelemetry run, 2 processes, shared subscription"
+    return row
+
+
+# -- (e) latency -------------------------------------------------------------------------------------------
+class _LatencyProbe:
+    """Polls per-100 ms counts of the points (ts = publish time) and notes when each bucket grows."""
+
+    BUCKET_MS = 100
+
+    def __init__(self, url: str, db: str, since_ms: int, poll_s: float = 0.1) -> None:
+        self.url, self.db, self.since_ms, self.poll_s = url, db, since_ms, poll_s
+        self.seen: dict[int, int] = {}
+        self.samples: list[tuple[float, int]] = []  # (latency ms, points)
+        self.stop = threading.Event()
+        self._last_poll_ms = time.time() * 1000
+
+    def poll(self) -> None:
+        q = (f'SELECT count(seq) FROM "{DEVICE_TYPE}" WHERE time >= {self.since_ms}ms '  # noqa: S608 - our names
+             f"GROUP BY time({self.BUCKET_MS}ms) fill(none)")
+        try:
+            series = influx_query(self.url, self.db, q)
+        except RuntimeError:
+            return
+        now_ms = time.time() * 1000
+        seen_at = (self._last_poll_ms + now_ms) / 2  # landed somewhere between the two polls
+        for bucket_ms, count in series[0]["values"] if series else []:
+            grown = int(count) - self.seen.get(bucket_ms, 0)
+            if grown > 0:
+                self.seen[bucket_ms] = int(count)
+                self.samples.append((seen_at - (bucket_ms + self.BUCKET_MS / 2), grown))
+        self._last_poll_ms = now_ms
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.poll()
+            self.stop.wait(self.poll_s)
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.samples)
+        total = sum(n for _, n in ordered)
+        rank, acc = q * total, 0
+        for latency, n in ordered:
+            acc += n
+            if acc >= rank:
+                return latency
+        return float("nan")
+
+
+def part_e(ctx: Context, devices: int, rates: list[float], duration_s: float) -> list[Row]:
+    rows = []
+    s = ctx.services
+    for rate in rates:
+        name = f"e{int(rate)}"
+        db, prefix = ctx.database(name), ctx.prefix(name)
+        with ctx.pipeline(name, db, prefix) as proc:
+            proc.wait_ready()
+            since = int(time.time() * 1000) - 1000
+            probe = _LatencyProbe(s.influx_url, db, since)
+            poller = threading.Thread(target=probe.run, daemon=True)
+            poller.start()
+            published = publish_paced(s.mqtt_host, s.mqtt_port, devices, prefix, rate=rate, duration_s=duration_s)
+            landed = wait_landed(s.influx_url, db, published.messages, timeout_s=60 + duration_s, poll_s=0.2)
+            time.sleep(0.3)
+            probe.stop.set()
+            poller.join()
+            probe.poll()
+        p50, p99 = probe.percentile(0.5), probe.percentile(0.99)
+        ctx.say(f"  (e) {rate:g} msg/s: published {published.messages} at {published.rate:,.0f} msg/s, landed "
+                f"{landed.count}; latency p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+        rows.append(Row("e", "W1", f"latency publish→queryable at {rate:g} msg/s", published.rate, published.rate,
+                        f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms (±{_LatencyProbe.BUCKET_MS} ms); landed "
+                        f"{landed.count}/{published.messages} over {duration_s:g} s",
+                        {"p50_ms": p50, "p99_ms": p99, "landed": landed.count, "expected": published.messages}))
+    return rows
+
+
+# -- (f) drain after an InfluxDB outage -----------------------------------------------------------------------
+def part_f(ctx: Context, devices: int, rate: float, warmup_s: float, outage_s: float) -> Row:
+    s = ctx.services
+    db, prefix = ctx.database("f"), ctx.prefix("f")
+    result: list[PublishResult] = []
+    with ctx.pipeline("f", db, prefix) as proc:
+        proc.wait_ready()
+        publisher = threading.Thread(target=lambda: result.append(publish_paced(
+            s.mqtt_host, s.mqtt_port, devices, prefix, rate=rate, duration_s=warmup_s + outage_s)), daemon=True)
+        publisher.start()
+        time.sleep(warmup_s)
+        before = count_points(s.influx_url, db, DEVICE_TYPE)
+        s.influx.stop()
+        stopped = time.monotonic()
+        ctx.say(f"  (f) InfluxDB stopped with {before} points landed; outage {outage_s:g} s under {rate:g} msg/s")
+        time.sleep(outage_s)
+        publisher.join()  # the load ends with the outage, so what follows is the backlog alone
+        s.influx.start()
+        ready = time.monotonic()
+        outage_s = ready - stopped
+        published = result[0].messages
+        backlog = published - before
+        landed = wait_landed(s.influx_url, db, published, timeout_s=120 + backlog / 200, poll_s=0.25)
+    seconds = landed.done_at - ready
+    drained = landed.count - before
+    drain_rate = drained / seconds if seconds > 0 else 0.0
+    ctx.say(f"  (f) backlog {backlog} points drained in {seconds:.1f} s after restart: {drain_rate:,.0f} points/s, "
+            f"{drain_rate / rate:.1f}x the nominal {rate:g}/s; landed {landed.count}/{published}")
+    return Row("f", "W1", f"drain after a {outage_s:.0f} s InfluxDB outage", drain_rate, drain_rate,
+               f"nominal {rate:g} msg/s; backlog {backlog} points drained in {seconds:.1f} s after influxd was "
+               f"ready = {drain_rate / rate:.1f}x nominal; landed {landed.count}/{published}",
+               {"landed": landed.count, "expected": published, "drain_ratio": drain_rate / rate})

@@ -1,0 +1,127 @@
+"""``citytelemetry run`` as a subprocess: configured through CITYTELEMETRY_* variables, measured through /proc."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+READY_MARK = "subscribed to"
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    mqtt_url: str
+    influx_url: str
+    database: str
+    topic_prefix: str
+    client_id: str
+    profiles_dir: Path
+    inventory_dir: Path
+    work_dir: Path  # cwd of the process (no citytelemetry.toml there) and home of its alert state
+    shared_group: str | None = None
+    alerts: bool = True
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CITYTELEMETRY_")}
+        env.update({
+            "CITYTELEMETRY_MQTT__URL": self.mqtt_url,
+            "CITYTELEMETRY_MQTT__CLIENT_ID": self.client_id,
+            "CITYTELEMETRY_MQTT__TOPIC_PREFIX": self.topic_prefix,
+            "CITYTELEMETRY_INFLUX__URL": self.influx_url,
+            "CITYTELEMETRY_INFLUX__DATABASE": self.database,
+            "CITYTELEMETRY_HTTP__PORT": "0",
+            "CITYTELEMETRY_PIPELINE__PROFILES_DIR": str(self.profiles_dir),
+            "CITYTELEMETRY_PIPELINE__INVENTORY_DIR": str(self.inventory_dir),
+            "CITYTELEMETRY_ALERTS__ENABLED": "true" if self.alerts else "false",
+            "CITYTELEMETRY_ALERTS__STATE_FILE": str(self.work_dir / f"alert-state-{self.client_id}.json"),
+            "CITYTELEMETRY_PIPELINE__SPOOL_DIR": str(self.work_dir / f"spool-{self.client_id}"),
+        })
+        if self.shared_group:
+            env["CITYTELEMETRY_MQTT__SHARED_GROUP"] = self.shared_group
+        return env
+
+
+def command() -> list[str]:
+    script = Path(sys.executable).with_name("citytelemetry")
+    return [str(script), "run"] if script.exists() else [sys.executable, "-m", "citytelemetry", "run"]
+
+
+class PipelineProcess:
+    """One ``citytelemetry run``; its log goes to ``<work_dir>/<client_id>.log``."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.config = config
+        self.log_path = config.work_dir / f"{config.client_id}.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
+        self.started_at = 0.0
+        self.ready_at = 0.0
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise RuntimeError("not started")
+        return self._proc.pid
+
+    def start(self) -> None:
+        self.config.work_dir.mkdir(parents=True, exist_ok=True)
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            self.started_at = time.monotonic()
+            self._proc = subprocess.Popen(command(), env=self.config.env(), cwd=self.config.work_dir,
+                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout_s: float = 60.0) -> float:
+        """Wait for the 'subscribed' log line; returns its monotonic time."""
+        deadline = time.monotonic() + timeout_s
+        while READY_MARK not in self.log_tail():
+            if self._proc is not None and self._proc.poll() is not None:
+                raise RuntimeError(f"citytelemetry run exited with {self._proc.returncode}:\n{self.log_tail()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"citytelemetry run not subscribed after {timeout_s} s:\n{self.log_tail()[-3000:]}")
+            time.sleep(0.02)
+        self.ready_at = time.monotonic()
+        return self.ready_at
+
+    def log_tail(self) -> str:
+        with self.log_path.open("rb") as f:
+            f.seek(self._log_offset)
+            return f.read().decode(errors="replace")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15 of stat)
+
+    def peak_rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self, timeout_s: float = 60.0) -> int:
+        """SIGTERM (flush, ack, exit) and wait; SIGKILL only if it does not exit in time."""
+        if self._proc is None:
+            return 0
+        proc, self._proc = self._proc, None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
