@@ -56,11 +56,47 @@ def format_line(measurement: str, tags: tuple[tuple[str, str], ...], fields: Map
     return f"{escape_measurement(measurement)}{format_tags(tags)} {field_text} {timestamp_ns}".encode()
 
 
+# Hot path (measured: 3.5 of 6.3 s per 100k readings went to escaping the same series and keys again):
+# the escaped "measurement,tags" of a series and escaped field keys are computed once and cached.
+# Both are bounded by the inventory and the profiles; the caches are cleared if they ever grow past that.
+_SERIES_CACHE: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+_KEY_CACHE: dict[str, str] = {}
+_CACHE_LIMIT = 200_000
+
+
+def _series(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+    key = (measurement, tags)
+    series = _SERIES_CACHE.get(key)
+    if series is None:
+        if len(_SERIES_CACHE) >= _CACHE_LIMIT:
+            _SERIES_CACHE.clear()
+        series = _SERIES_CACHE[key] = escape_measurement(measurement) + format_tags(tags)
+    return series
+
+
+def _field_key(name: str) -> str:
+    escaped = _KEY_CACHE.get(name)
+    if escaped is None:
+        if len(_KEY_CACHE) >= _CACHE_LIMIT:
+            _KEY_CACHE.clear()
+        escaped = _KEY_CACHE[name] = escape_key(name)
+    return escaped
+
+
 def reading_line(reading: Reading) -> bytes:
     """A reading's point; its device sequence number rides along as the integer field ``seq`` so that
     completeness (gaps, duplicates) can be audited from InfluxDB alone."""
-    line = format_line(reading.measurement, reading.tags, reading.fields, reading.timestamp_ms * NS_PER_MS)
-    if reading.seq < 0:  # status records have no sequence number
-        return line
-    head, _, timestamp = line.rpartition(b" ")
-    return b"%s,%s=%di %s" % (head, SEQ_FIELD.encode(), reading.seq, timestamp)
+    parts = []
+    for key, value in reading.fields.items():
+        kind = type(value)
+        if kind is float:
+            text = repr(value) if math.isfinite(value) else format_field_value(value)  # type: ignore[arg-type]
+        elif kind is int:
+            text = f"{value}i"
+        else:
+            text = format_field_value(value)
+        parts.append(f"{_field_key(key)}={text}")
+    if reading.seq >= 0:  # status records have no sequence number
+        parts.append(f"{SEQ_FIELD}={reading.seq}i")
+    series = _series(reading.measurement, reading.tags)
+    return f"{series} {','.join(parts)} {reading.timestamp_ms * NS_PER_MS}".encode()

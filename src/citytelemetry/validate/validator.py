@@ -70,6 +70,7 @@ class MessageValidator:
             for name, profile in catalog.profiles.items()
         }
         self.sequences = SequenceTracker()
+        self._topics: dict[str, tuple[RegisteredDevice, str]] = {}
 
     def __call__(self, message: InboundMessage) -> Outcome:
         outcome = Outcome()
@@ -87,6 +88,10 @@ class MessageValidator:
 
     # -- message level ---------------------------------------------------------------------------
     def _identify(self, message: InboundMessage) -> tuple[RegisteredDevice, str]:
+        # Hot path: a known device's topic is resolved once (bounded: inventory x 2 topic kinds).
+        known = self._topics.get(message.topic)
+        if known is not None:
+            return known
         topic = parse_device_topic(message.topic, self._prefix)
         if topic is None:
             raise _ReadingRejected(Reason.BAD_TOPIC, "topic does not follow <prefix>/<site>/<system>/<device>/"
@@ -97,6 +102,7 @@ class MessageValidator:
         if topic.site != device.site or topic.system != device.system.value:
             raise _ReadingRejected(Reason.DEVICE_MISMATCH, f"device {device.id} belongs to "
                                    f"{device.site}/{device.system.value}, not {topic.site}/{topic.system}")
+        self._topics[message.topic] = (device, topic.kind)
         return device, topic.kind
 
     def _decode(self, message: InboundMessage) -> dict[str, Any]:
