@@ -91,28 +91,32 @@ class Pipeline:
             await self._prepare_database()
             await self._consume()
         finally:
-            log.info("stopping: writing %d buffered lines", self.sink.pending)
+            log.info("stopping: %d records not yet in InfluxDB", self.sink.pending)
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             if self.evaluator is not None:
                 await self.evaluator.aclose()
             self.sink.put_nowait(selfmetrics_lines(self.stats, self._instance, time.time_ns()))
-            await self.sink.close()
-            try:
-                async with asyncio.timeout(self.settings.pipeline.shutdown_timeout_s):
-                    await flush
-            except TimeoutError:
-                log.error(  # noqa: TRY400 - a timeout's traceback says nothing
-                    "shutdown: InfluxDB did not take everything in time; %s", "the rest stays in the spool for "
-                    "the next start" if self.spool else "unwritten messages stay unacknowledged at the broker")
-                flush.cancel()
-                await asyncio.gather(flush, return_exceptions=True)
+            await self._final_flush(flush)
             await self._writer.aclose()
             if runner is not None:
                 await runner.cleanup()
             log.info("stopped: %d messages received, %d settled, %d points written",
                      self.stats.messages_received, self.stats.messages_settled, self.stats.write.lines_written)
+
+    async def _final_flush(self, flush: asyncio.Task[None]) -> None:
+        """Give InfluxDB ``shutdown_timeout_s`` to take what is left; with a spool nothing is lost either way."""
+        await self.sink.close()
+        try:
+            async with asyncio.timeout(self.settings.pipeline.shutdown_timeout_s):
+                await flush
+        except TimeoutError:
+            log.error(  # noqa: TRY400 - a timeout's traceback says nothing
+                "shutdown: InfluxDB did not take everything in time; %s", "the rest stays in the spool for "
+                "the next start" if self.spool else "unwritten messages stay unacknowledged at the broker")
+            flush.cancel()
+            await asyncio.gather(flush, return_exceptions=True)
 
     async def _prepare_database(self) -> None:
         if isinstance(self._writer, InfluxV1Writer) and self.settings.influx.create_database:
