@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -93,6 +94,9 @@ def report(rows: list[Row], meta: dict[str, str], scale: float, alerts: bool, el
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
+    # Stop cleanly (services, pipelines, publishers) on SIGTERM, and on SIGINT even if started in the background.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parts = _selected(args.only, PARTS, "part")
     names = _selected(args.workloads, ("W1", "W2"), "workload")
     subscribers = _selected(args.subscribers, SUBSCRIBERS, "subscriber")

@@ -35,19 +35,33 @@ class PublishResult:
 
 
 class _Acks:
+    """PUBACK counter; ``window`` keeps at most ``INFLIGHT`` messages unacknowledged, so paho never queues.
+
+    (Left to queue beyond its in-flight limit, paho 2.2 sometimes never sends a queued message when
+    publish() and PUBACKs race on two threads: a 100k-message publisher then waits forever.)
+    """
+
     def __init__(self) -> None:
         self.count = 0
+        self.target = 0  # wake the waiter only once this many are acknowledged
         self.cond = threading.Condition()
 
     def on_publish(self, *_: Any) -> None:
         with self.cond:
             self.count += 1
-            self.cond.notify_all()
+            if self.count >= self.target:
+                self.cond.notify_all()
 
     def wait(self, total: int, timeout_s: float) -> None:
         with self.cond:
+            self.target = total
             if not self.cond.wait_for(lambda: self.count >= total, timeout_s):
                 raise TimeoutError(f"{total - self.count} of {total} messages not acknowledged in {timeout_s} s")
+
+    def window(self, sent: int) -> None:
+        """Block while ``INFLIGHT`` messages await their PUBACK."""
+        if sent - self.count >= INFLIGHT:
+            self.wait(sent - INFLIGHT + INFLIGHT // 2, ACK_TIMEOUT_S)
 
 
 def _connect(host: str, port: int, client_id: str) -> tuple[mqtt.Client, _Acks]:
@@ -83,7 +97,8 @@ def _bulk_worker(share: _Share, work: Workload, base_ms: int, ready: MpEvent, go
     ready.set()
     go.wait(60)
     started = time.monotonic()
-    for topic, body in batch:
+    for sent, (topic, body) in enumerate(batch):
+        acks.window(sent)
         client.publish(topic, body, qos=1)
     acks.wait(len(batch), ACK_TIMEOUT_S)
     out.put((len(batch), started, time.monotonic()))
@@ -149,6 +164,7 @@ def _paced_worker(share: _Share, devices: int, rate: float, duration_s: float, r
         delay = due - time.monotonic()
         if delay > 0.002:
             time.sleep(delay)
+        acks.window(sent)
         k = sent % len(mine)
         seqs[k] += 1
         now_ms = time.time_ns() // 1_000_000

@@ -1,0 +1,47 @@
+"""The benchmark harness at a tiny scale: every part produces figures and every count adds up (no timings)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_tiny_run_produces_figures_and_exact_counts(tmp_path: Path) -> None:
+    out = tmp_path / "rows.json"
+    results = tmp_path / "RESULTS.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--scale", "0.002", "--subscribers", "paho,mosquitto_sub,aiomqtt",
+         "--results", str(results), "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    parts = {(r["part"], r["workload"]) for r in rows}
+    assert {("a", "W1"), ("a", "W2"), ("b", "W1"), ("b", "W2"), ("c", "W1"), ("c", "W2"), ("d", "W1"),
+            ("d", "W2"), ("e", "W1"), ("f", "W1")} <= parts
+    for row in rows:
+        assert row["points_per_s"] > 0, row
+        if row["part"] == "a":
+            assert row["received"] == row["expected"], row
+        else:  # b-f: what landed in InfluxDB, counted by InfluxQL, is exactly what was published or written
+            assert row["landed"] == row["expected"], row
+        if row["part"] in {"c", "d"}:
+            assert (row["rejected"], row["lost"]) == (0, 0), row
+            assert row["cpu_s_per_100k"] > 0
+            assert row["peak_rss_mib"] > 0
+        if row["part"] == "e":
+            assert math.isfinite(row["p50_ms"]), row
+            assert math.isfinite(row["p99_ms"]), row
+    recorded = results.read_text()
+    assert "| part | load | measurement |" in recorded
+    assert "- commit: " in recorded
+    assert "(c)/(a)" in recorded
+    assert "(d)/(c)" in recorded
