@@ -1,0 +1,48 @@
+"""Event time: the clock that staleness, coverage and completeness are measured on.
+
+Rules on readings use the readings' own timestamps (device time). Rules on *silence* need a "now":
+that is the newest device timestamp seen (never ahead of the wall clock, so one device with a fast
+clock cannot make every other device look silent), carried forward at wall-clock speed while no
+reading arrives. An accelerated simulation therefore behaves like real time, and a stream that stops
+altogether still ages. The wall clock is injected (``clock``, seconds like ``time.time``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+WallClock = Callable[[], float]
+
+
+class EventClock:
+    __slots__ = ("_clock", "_last_ms", "_mark_ms", "_mark_wall_ms", "start_ms")
+
+    def __init__(self, clock: WallClock, start_ms: int | None = None, mark_ms: int | None = None) -> None:
+        self._clock = clock
+        self.start_ms = start_ms  # event time of the first reading ever seen (kept across restarts)
+        self._mark_ms = mark_ms
+        self._mark_wall_ms = self.wall_ms()
+        self._last_ms = mark_ms or 0
+
+    def wall_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    @property
+    def started(self) -> bool:
+        return self._mark_ms is not None
+
+    def advance(self, ts_ms: int) -> None:
+        """A telemetry reading taken at ``ts_ms`` (device time) was accepted."""
+        wall = self.wall_ms()
+        candidate = min(ts_ms, wall)
+        if self._mark_ms is None or candidate > self._mark_ms:
+            self._mark_ms, self._mark_wall_ms = candidate, wall
+            if self.start_ms is None:
+                self.start_ms = candidate
+
+    def now_ms(self) -> int:
+        """Event time now; never goes back. Before the first reading: the wall clock."""
+        wall = self.wall_ms()
+        now = wall if self._mark_ms is None else self._mark_ms + max(0, wall - self._mark_wall_ms)
+        self._last_ms = max(self._last_ms, now)
+        return self._last_ms

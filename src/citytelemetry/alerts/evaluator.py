@@ -1,0 +1,175 @@
+"""The in-stream alert evaluator: the pipeline's ``AlertEvaluator``.
+
+    observe(readings)  rules of each reading's device type, on device time (in the consumer's task)
+    run()              time rules (silence, coverage, completeness) every evaluation interval, state saves,
+                       and delivery to Alertmanager, as named tasks of one TaskGroup, until cancelled
+    aclose()           saves the state, hands Alertmanager what is queued (bounded), closes the session
+
+Transitions (firing, resolved) go three ways: a ``ct_alerts`` point through ``emit``, an event on the
+Alertmanager queue, and a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from citytelemetry.alerts.clock import EventClock, WallClock
+from citytelemetry.alerts.compile import RuleSet, compile_rules
+from citytelemetry.alerts.delivery import AlertmanagerQueue, Notice
+from citytelemetry.alerts.history import alert_line
+from citytelemetry.alerts.lifecycle import Tracker
+from citytelemetry.alerts.model import Alert, AlertState
+from citytelemetry.alerts.rulefiles import LoadedRules, load_rule_files
+from citytelemetry.alerts.state import SavedState, encode_state, load_state, write_atomic
+from citytelemetry.config import Settings
+from citytelemetry.contracts import EmitLines
+from citytelemetry.profiles import Catalog
+from citytelemetry.records import Reading
+from citytelemetry.validate.validator import STATUS_MEASUREMENT
+
+log = logging.getLogger(__name__)
+CLOSE_TIMEOUT_S = 5.0
+
+
+class AlertEngine:
+    def __init__(self, settings: Settings, catalog: Catalog, emit: EmitLines, *,
+                 clock: WallClock = time.time, rules: LoadedRules | None = None,
+                 on_transition: Callable[[Alert], None] | None = None) -> None:
+        a = settings.alerts
+        self.settings = a
+        self._emit = emit
+        self._on_transition = on_transition
+        self.tracker = Tracker(self._transition)
+        loaded = rules if rules is not None else load_rule_files(a.rules_dir, catalog)
+        self.ruleset: RuleSet = compile_rules(catalog, loaded, self.tracker, runbook_base=a.runbook_base_url)
+        self.clock = EventClock(clock)
+        self.delivery = AlertmanagerQueue(settings.alertmanager.url, timeout_s=a.request_timeout_s,
+                                          max_queued=a.max_queued, resend_interval_s=a.resend_interval_s,
+                                          generator_url=a.generator_url, wall_ms=self.clock.wall_ms)
+        self._by_type = {k: tuple(v) for k, v in self.ruleset.by_type.items()}
+        self._every = tuple(self.ruleset.every_reading)
+        self.readings = self.transitions = self.errors = 0
+        self._resume = False
+        self._last_save_ms = self.clock.wall_ms()
+        self._restore(load_state(a.state_file, self.ruleset.rules_by_key, self.ruleset.subjects))
+
+    # -- in-stream ---------------------------------------------------------------------------------
+    def observe(self, readings: Sequence[Reading]) -> None:
+        try:
+            self._observe(readings)
+        except Exception:  # a rule bug must not stop ingestion: count it, say it, go on
+            self.errors += 1
+            log.exception("alert rules failed on a message of %s", readings[0].device_id if readings else "?")
+
+    def _observe(self, readings: Sequence[Reading]) -> None:
+        clock = self.clock
+        newest = max((r.timestamp_ms for r in readings if r.measurement != STATUS_MEASUREMENT), default=None)
+        if newest is not None:
+            clock.advance(newest)
+            if self.ruleset.clock_start[0] is None:
+                self.ruleset.clock_start[0] = clock.start_ms
+        now = clock.now_ms()
+        if self._resume and clock.started:
+            self._resume_presence(now)
+        presence, by_type, every = self.ruleset.presence, self._by_type, self._every
+        for reading in readings:
+            if reading.measurement == STATUS_MEASUREMENT:
+                presence.status(reading.device_id, reading.fields.get("online") is True, now)
+                continue
+            self.readings += 1
+            presence.heard(reading.device_id, now)
+            for rule in by_type.get(reading.measurement, ()):
+                rule(reading)
+            for count in every:
+                count(reading)
+
+    def tick(self) -> None:
+        """Time rules at the current event time (nothing before the first reading)."""
+        if not self.clock.started:
+            return
+        now = self.clock.now_ms()
+        for rule in self.ruleset.time_rules:
+            rule(now)
+
+    def _transition(self, alert: Alert) -> None:
+        self.transitions += 1
+        self._emit([alert_line(alert)])
+        self.delivery.put(alert)
+        log.info("alert %s: %s [%s] %s", alert.state.value, alert.rule.name, alert.rule.severity.value, alert.summary)
+        if self._on_transition is not None:
+            self._on_transition(alert)
+
+    # -- background --------------------------------------------------------------------------------
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.delivery.run(self.tracker.firing), name="alertmanager-delivery")
+            group.create_task(self._time_loop(), name="alert-time-rules")
+
+    async def _time_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.evaluation_interval_s)
+            try:
+                self.tick()
+            except Exception:
+                self.errors += 1
+                log.exception("time-based alert rules failed")
+            wall = self.clock.wall_ms()
+            if self.tracker.changed and wall - self._last_save_ms >= self.settings.state_save_interval_s * 1000:
+                data = self._snapshot()
+                await asyncio.to_thread(write_atomic, self.settings.state_file, data)
+                self._last_save_ms = wall
+
+    async def aclose(self) -> None:
+        try:
+            await self.delivery.aclose(CLOSE_TIMEOUT_S)
+        finally:
+            self.save()
+
+    # -- state -------------------------------------------------------------------------------------
+    def save(self) -> None:
+        try:
+            write_atomic(self.settings.state_file, self._snapshot())
+        except OSError as exc:
+            log.error("cannot write the alert state %s: %s", self.settings.state_file, exc)  # noqa: TRY400
+
+    def _snapshot(self) -> bytes:
+        self.tracker.changed = False
+        presence = self.ruleset.presence
+        return encode_state(self.tracker.open.values(), presence.last_seen, presence.offline_since,
+                            self.delivery.queue)
+
+    def _restore(self, saved: SavedState) -> None:
+        self.tracker.restore(saved.alerts)
+        presence = self.ruleset.presence
+        presence.last_seen.update({k: v for k, v in saved.last_seen.items() if k in self.ruleset.subjects})
+        presence.offline_since.update({k: v for k, v in saved.offline_since.items() if k in self.ruleset.subjects})
+        self._resume = bool(saved.last_seen)
+        for notice in saved.queued:
+            self.delivery.put_notice(notice)
+        for alert in self.tracker.firing():  # Alertmanager may have restarted too: it dedups the rest
+            self.delivery.put(alert)
+        wall = self.clock.wall_ms()
+        for record in saved.orphans:  # its rule or device is gone: close it rather than let it hang
+            if record["state"] == AlertState.FIRING.value:
+                summary = f"{record['summary']} (rule or device removed; closed at restart)"
+                self.delivery.put_notice(Notice(record["labels"], {"summary": summary}, record["since_ms"], wall))
+        if saved.alerts or saved.orphans:
+            log.info("alert state restored: %d open alerts (%d firing), %d closed as orphans", len(saved.alerts),
+                     len(self.tracker.firing()), len(saved.orphans))
+
+    def _resume_presence(self, now_ms: int) -> None:
+        """After a restart, the downtime is not the devices' silence: count them heard now, except
+        those already alerting (their alert must neither resolve nor fire again)."""
+        self._resume = False
+        silent = {a.subject.key for a in self.tracker.open.values() if a.rule.kind == "stale / offline"}
+        presence = self.ruleset.presence
+        for device_id in presence.last_seen:
+            if device_id not in silent:
+                presence.last_seen[device_id] = now_ms
+                presence.offline_since.pop(device_id, None)
+
+    def firing(self) -> list[Alert]:
+        return self.tracker.firing()

@@ -1,0 +1,407 @@
+"""The rules: small ``__slots__`` callables that precompute in ``__init__`` and work in ``__call__``.
+
+Reading rules take one accepted ``Reading`` of their device type and report a condition to the
+``Tracker`` (True / False / None = hysteresis band). Time rules (``Silence``, ``CoverageRule``,
+``CompletenessRule``) are called with the event time ``now_ms`` every evaluation interval.
+Per-series memory (windows, counters) lives in the rule, keyed by device id.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from citytelemetry.alerts.lifecycle import Tracker
+from citytelemetry.alerts.model import RuleInfo, Subject
+from citytelemetry.records import FieldValue, Reading
+
+MAD_SCALE = 1.4826  # MAD x 1.4826 estimates the standard deviation of normal data
+
+
+def _number(value: FieldValue | None) -> float | None:
+    """Numbers only: bool is an int in Python but never a level."""
+    cls = value.__class__
+    if cls is float or cls is int:
+        return float(value)  # type: ignore[arg-type]
+    return None
+
+
+class Threshold:
+    """A profile level on one side: fires past ``level``, clears back past ``clear`` (hysteresis)."""
+
+    __slots__ = ("clear", "field", "high", "info", "level", "subjects", "tracker")
+
+    def __init__(self, info: RuleInfo, field: str, level: float, clear: float, *, high: bool,
+                 tracker: Tracker, subjects: Mapping[str, Subject]) -> None:
+        self.info, self.field, self.level, self.clear, self.high = info, field, level, clear, high
+        self.tracker, self.subjects = tracker, subjects
+
+    def __call__(self, reading: Reading) -> None:
+        v = _number(reading.fields.get(self.field))
+        if v is None:
+            return
+        if self.high:
+            active = True if v >= self.level else (None if v >= self.clear else False)
+        else:
+            active = True if v <= self.level else (None if v <= self.clear else False)
+        if active is True or self.tracker.is_open(self.info, self.subjects[reading.device_id]):
+            self.tracker.update(self.info, self.subjects[reading.device_id], active, v, self.level,
+                                reading.timestamp_ms)
+
+
+class States:
+    """An enum in one of the profile's warning or critical states."""
+
+    __slots__ = ("field", "info", "states", "subjects", "tracker")
+
+    def __init__(self, info: RuleInfo, field: str, states: Sequence[str], *, tracker: Tracker,
+                 subjects: Mapping[str, Subject]) -> None:
+        self.info, self.field, self.states = info, field, frozenset(states)
+        self.tracker, self.subjects = tracker, subjects
+
+    def __call__(self, reading: Reading) -> None:
+        state = reading.fields.get(self.field)
+        if state is None:
+            return
+        active = state in self.states
+        subject = self.subjects[reading.device_id]
+        if active or self.tracker.is_open(self.info, subject):
+            self.tracker.update(self.info, subject, active, 1.0 if active else 0.0, None, reading.timestamp_ms,
+                                str(state))
+
+
+class RateOfChange:
+    """Slope over a window of device time, in units per minute; rise (or fall) at ``per_min`` or faster."""
+
+    __slots__ = ("clear", "field", "history", "info", "min_span_ms", "per_min", "sign", "subjects", "tracker",
+                 "window_ms")
+
+    def __init__(self, info: RuleInfo, field: str, *, per_min: float, window_s: float, clear_fraction: float,
+                 rise: bool, tracker: Tracker, subjects: Mapping[str, Subject]) -> None:
+        self.info, self.field, self.per_min = info, field, per_min
+        self.clear = per_min * clear_fraction
+        self.sign = 1.0 if rise else -1.0
+        self.window_ms = int(window_s * 1000)
+        self.min_span_ms = self.window_ms // 2
+        self.tracker, self.subjects = tracker, subjects
+        self.history: dict[str, deque[tuple[int, float]]] = {}
+
+    def __call__(self, reading: Reading) -> None:
+        v = _number(reading.fields.get(self.field))
+        if v is None:
+            return
+        ts = reading.timestamp_ms
+        history = self.history.get(reading.device_id)
+        if history is None:
+            history = self.history[reading.device_id] = deque()
+        history.append((ts, v))
+        while ts - history[0][0] > self.window_ms:
+            history.popleft()
+        first_ts, first_v = history[0]
+        if ts - first_ts < self.min_span_ms:
+            return
+        rate = self.sign * (v - first_v) * 60_000 / (ts - first_ts)
+        active = True if rate >= self.per_min else (None if rate >= self.clear else False)
+        subject = self.subjects[reading.device_id]
+        if active is True or self.tracker.is_open(self.info, subject):
+            self.tracker.update(self.info, subject, active, rate, self.per_min, ts)
+
+
+class FlatLine:
+    """QARTOD flat-line: the same value (within ``tolerance``) for ``min_count`` readings and ``min_duration``."""
+
+    __slots__ = ("field", "info", "min_count", "min_duration_ms", "runs", "subjects", "tolerance", "tracker")
+
+    def __init__(self, info: RuleInfo, field: str, *, tolerance: float, min_duration_s: float, min_count: int,
+                 tracker: Tracker, subjects: Mapping[str, Subject]) -> None:
+        self.info, self.field, self.tolerance, self.min_count = info, field, tolerance, min_count
+        self.min_duration_ms = int(min_duration_s * 1000)
+        self.tracker, self.subjects = tracker, subjects
+        self.runs: dict[str, list[float]] = {}  # device -> [reference value, count, since_ms]
+
+    def __call__(self, reading: Reading) -> None:
+        v = _number(reading.fields.get(self.field))
+        if v is None:
+            return
+        ts = reading.timestamp_ms
+        run = self.runs.get(reading.device_id)
+        if run is None or abs(v - run[0]) > self.tolerance:
+            run = self.runs[reading.device_id] = [v, 1.0, float(ts)]
+        else:
+            run[1] += 1
+        held_ms = ts - run[2]
+        active = run[1] >= self.min_count and held_ms >= self.min_duration_ms
+        subject = self.subjects[reading.device_id]
+        if active or self.tracker.is_open(self.info, subject):
+            self.tracker.update(self.info, subject, active, v, None, ts, f"{held_ms / 1000:.0f} s")
+
+
+class HampelRule:
+    """Hampel filter: |x - median| > max(k x 1.4826 x MAD, floor) over the previous ``window`` values,
+    for ``min_outliers`` readings in a row. Outliers enter the window, so a level shift is absorbed."""
+
+    __slots__ = ("field", "floor", "info", "k", "min_outliers", "series", "subjects", "tracker", "window")
+
+    def __init__(self, info: RuleInfo, field: str, *, window: int, k: float, floor: float, min_outliers: int,
+                 tracker: Tracker, subjects: Mapping[str, Subject]) -> None:
+        self.info, self.field, self.window, self.k, self.floor = info, field, window, k * MAD_SCALE, floor
+        self.min_outliers = min_outliers
+        self.tracker, self.subjects = tracker, subjects
+        self.series: dict[str, tuple[deque[float], list[int]]] = {}
+
+    def __call__(self, reading: Reading) -> None:
+        v = _number(reading.fields.get(self.field))
+        if v is None:
+            return
+        entry = self.series.get(reading.device_id)
+        if entry is None:
+            entry = self.series[reading.device_id] = (deque(maxlen=self.window), [0])
+        values, streak = entry
+        if len(values) < self.window:
+            values.append(v)
+            return
+        ordered = sorted(values)
+        median = ordered[self.window // 2]
+        mad = sorted(abs(x - median) for x in ordered)[self.window // 2]
+        limit = max(self.k * mad, self.floor)
+        deviation = abs(v - median)
+        values.append(v)
+        streak[0] = streak[0] + 1 if deviation > limit else 0
+        active = True if streak[0] >= self.min_outliers else (False if streak[0] == 0 else None)
+        subject = self.subjects[reading.device_id]
+        if active is True or self.tracker.is_open(self.info, subject):
+            self.tracker.update(self.info, subject, active, v, median, reading.timestamp_ms,
+                                f"median {median:.4g}, limit ±{limit:.3g}")
+
+
+# --- group rules: over the devices of one compartment or unit -----------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class Test:
+    """One condition of a composite rule, on one measurement of one device type."""
+
+    field: str
+    above: float | None = None
+    below: float | None = None
+    clear: float | None = None
+    states: frozenset[str] = frozenset()
+
+    def holds(self, value: FieldValue, was: bool) -> bool:
+        if self.states:
+            text = str(value).lower() if isinstance(value, bool) else value
+            return text in self.states
+        v = _number(value)
+        if v is None:
+            return was
+        if self.above is not None:
+            return v >= self.above or (was and self.clear is not None and v >= self.clear)
+        assert self.below is not None
+        return v <= self.below or (was and self.clear is not None and v <= self.clear)
+
+
+class Composite:
+    """Every condition holds at once, each for at least one (fresh) device of the group."""
+
+    __slots__ = ("groups", "info", "latest", "max_age_ms", "tests", "tracker")
+
+    def __init__(self, info: RuleInfo, tests: Mapping[str, Sequence[tuple[int, Test]]], groups: Mapping[str, Subject],
+                 n_tests: int, *, max_age_s: float, tracker: Tracker) -> None:
+        self.info, self.tests, self.groups, self.tracker = info, tests, groups, tracker
+        self.max_age_ms = int(max_age_s * 1000)
+        # group key -> per test: device -> (ts, holds, value)
+        self.latest: dict[str, list[dict[str, tuple[int, bool, float]]]] = {
+            subject.key: [{} for _ in range(n_tests)] for subject in groups.values()}
+
+    def __call__(self, reading: Reading) -> None:
+        subject = self.groups.get(reading.device_id)
+        tests = self.tests.get(reading.measurement)
+        if subject is None or tests is None:
+            return
+        per_test = self.latest[subject.key]
+        ts = reading.timestamp_ms
+        for index, test in tests:
+            value = reading.fields.get(test.field)
+            if value is None:
+                continue
+            previous = per_test[index].get(reading.device_id)
+            holds = test.holds(value, previous[1] if previous else False)
+            per_test[index][reading.device_id] = (ts, holds, _number(value) or 0.0)
+        oldest = ts - self.max_age_ms
+        values: list[float] = []
+        for index, members in enumerate(per_test):
+            holding = [v for t, h, v in members.values() if h and t >= oldest]
+            if not holding:
+                active = False
+                break
+            if index == 0:
+                values = holding
+        else:
+            active = True
+        if active or self.tracker.is_open(self.info, subject):
+            self.tracker.update(self.info, subject, active, max(values, default=0.0), self._threshold(), ts)
+
+    def _threshold(self) -> float | None:
+        first = next((t for tests in self.tests.values() for i, t in tests if i == 0), None)
+        return None if first is None else (first.above if first.above is not None else first.below)
+
+
+class NeighbourSpread:
+    """Sensors of one type in one group disagree: max - min of their fresh latest values."""
+
+    __slots__ = ("clear", "field", "groups", "info", "latest", "limit", "max_age_ms", "tracker")
+
+    def __init__(self, info: RuleInfo, field: str, groups: Mapping[str, Subject], *, limit: float, clear: float,
+                 max_age_s: float, tracker: Tracker) -> None:
+        self.info, self.field, self.groups, self.limit, self.clear = info, field, groups, limit, clear
+        self.max_age_ms = int(max_age_s * 1000)
+        self.tracker = tracker
+        self.latest: dict[str, dict[str, tuple[int, float]]] = {}
+
+    def __call__(self, reading: Reading) -> None:
+        subject = self.groups.get(reading.device_id)
+        v = _number(reading.fields.get(self.field))
+        if subject is None or v is None:
+            return
+        members = self.latest.setdefault(subject.key, {})
+        ts = reading.timestamp_ms
+        members[reading.device_id] = (ts, v)
+        fresh = [x for t, x in members.values() if t >= ts - self.max_age_ms]
+        if len(fresh) < 2:
+            return
+        spread = max(fresh) - min(fresh)
+        active = True if spread > self.limit else (False if spread <= self.clear else None)
+        if active is True or self.tracker.is_open(self.info, subject):
+            self.tracker.update(self.info, subject, active, spread, self.limit, ts)
+
+
+# --- time rules: silence, coverage, completeness ------------------------------------------------
+
+
+class Presence:
+    """When each device was last heard (event time), and which ones said "offline" (last will)."""
+
+    __slots__ = ("last_seen", "offline_since")
+
+    def __init__(self) -> None:
+        self.last_seen: dict[str, int] = {}
+        self.offline_since: dict[str, int] = {}
+
+    def heard(self, device_id: str, now_ms: int) -> None:
+        self.last_seen[device_id] = now_ms
+        self.offline_since.pop(device_id, None)
+
+    def status(self, device_id: str, online: bool, now_ms: int) -> None:
+        if online:
+            self.heard(device_id, now_ms)
+        else:
+            self.offline_since.setdefault(device_id, now_ms)
+            self.last_seen.setdefault(device_id, now_ms)
+
+
+class Silence:
+    """A device silent for k x its reporting interval, or "offline" (last will) for ``offline_for``."""
+
+    __slots__ = ("info", "limits", "offline_ms", "presence", "subjects", "tracker")
+
+    def __init__(self, info: RuleInfo, limits: Mapping[str, int], *, offline_for_s: float, presence: Presence,
+                 tracker: Tracker, subjects: Mapping[str, Subject]) -> None:
+        self.info, self.limits, self.presence, self.tracker, self.subjects = info, limits, presence, tracker, subjects
+        self.offline_ms = int(offline_for_s * 1000)
+
+    def __call__(self, now_ms: int) -> None:
+        last_seen, offline = self.presence.last_seen, self.presence.offline_since
+        for device_id, limit in self.limits.items():
+            seen = last_seen.get(device_id)
+            if seen is None:
+                continue
+            silent_ms = now_ms - seen
+            since = offline.get(device_id)
+            subject = self.subjects[device_id]
+            if since is not None and now_ms - since >= self.offline_ms:
+                detail, active = "reported offline (last will)", True
+            elif silent_ms > limit:
+                detail, active = f"silent for {silent_ms / 1000:.0f} s", True
+            elif self.tracker.is_open(self.info, subject):
+                detail, active = "", False
+            else:
+                continue
+            self.tracker.update(self.info, subject, active, silent_ms / 1000, limit / 1000,
+                                now_ms if active else max(now_ms, seen), detail)
+
+
+class CoverageRule:
+    """Share of the devices of a site's system heard within k x their interval (devices not yet due
+    for a first reading are left out, so a fresh start is not a coverage collapse)."""
+
+    __slots__ = ("clock_start", "groups", "info", "min_ratio", "presence", "tracker")
+
+    def __init__(self, info: RuleInfo, groups: Mapping[Subject, Mapping[str, int]], *, min_ratio: float,
+                 presence: Presence, tracker: Tracker, clock_start: list[int | None]) -> None:
+        self.info, self.groups, self.min_ratio, self.presence, self.tracker = info, groups, min_ratio, presence, tracker
+        self.clock_start = clock_start  # [event time of the first reading], shared and set later
+
+    def __call__(self, now_ms: int) -> None:
+        start = self.clock_start[0]
+        if start is None:
+            return
+        last_seen = self.presence.last_seen
+        for subject, limits in self.groups.items():
+            due = covered = 0
+            for device_id, limit in limits.items():
+                seen = last_seen.get(device_id)
+                if seen is not None:
+                    due += 1
+                    covered += now_ms - seen <= limit
+                elif now_ms - start > limit:
+                    due += 1
+            if not due:
+                continue
+            ratio = covered / due
+            active = True if ratio < self.min_ratio else (None if ratio < self.min_ratio + 0.01 else False)
+            if active is True or self.tracker.is_open(self.info, subject):
+                self.tracker.update(self.info, subject, active, 100 * ratio, 100 * self.min_ratio, now_ms,
+                                    f"{covered} of {due} devices")
+
+
+class CompletenessRule:
+    """Readings received / expected over a window of event time, per site and system."""
+
+    __slots__ = ("bucket_ms", "buckets", "clock_start", "expected", "info", "members", "min_ratio", "tracker",
+                 "window_ms")
+
+    def __init__(self, info: RuleInfo, members: Mapping[str, Subject], expected: Mapping[Subject, float], *,
+                 window_s: float, min_ratio: float, tracker: Tracker, clock_start: list[int | None]) -> None:
+        self.info, self.members, self.expected, self.min_ratio, self.tracker = (
+            info, members, expected, min_ratio, tracker)
+        self.window_ms = int(window_s * 1000)
+        self.bucket_ms = max(1000, self.window_ms // 60)
+        self.buckets: dict[Subject, dict[int, int]] = {s: {} for s in expected}
+        self.clock_start = clock_start
+
+    def count(self, reading: Reading) -> None:
+        subject = self.members.get(reading.device_id)
+        if subject is not None:
+            buckets = self.buckets[subject]
+            b = reading.timestamp_ms // self.bucket_ms
+            buckets[b] = buckets.get(b, 0) + 1
+
+    def __call__(self, now_ms: int) -> None:
+        start = self.clock_start[0]
+        if start is None or now_ms - start < self.window_ms:
+            return
+        first = (now_ms - self.window_ms) // self.bucket_ms + 1
+        last = now_ms // self.bucket_ms - 1  # whole buckets only: the current one is still filling
+        span_ms = (last - first + 1) * self.bucket_ms
+        for subject, per_window in self.expected.items():
+            buckets = self.buckets[subject]
+            for b in [b for b in buckets if b < first]:
+                del buckets[b]
+            received = sum(n for b, n in buckets.items() if b <= last)
+            expected = per_window * span_ms / self.window_ms
+            ratio = received / expected if expected else 1.0
+            active = True if ratio < self.min_ratio else (None if ratio < self.min_ratio + 0.02 else False)
+            if active is True or self.tracker.is_open(self.info, subject):
+                self.tracker.update(self.info, subject, active, 100 * ratio, 100 * self.min_ratio, now_ms,
+                                    f"{received} of {expected:.0f} readings")
