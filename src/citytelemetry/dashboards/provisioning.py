@@ -35,7 +35,6 @@ def datasource_yaml(flavour: Flavour, url: str, database: str, username: str | N
         "      version: InfluxQL",
         f"      dbName: {database}",
         "      httpMode: POST",
-        "      timeInterval: 10s",
     ]
     if flavour == "v1":
         if username:
@@ -43,7 +42,7 @@ def datasource_yaml(flavour: Flavour, url: str, database: str, username: str | N
             lines += ["    secureJsonData:", "      password: $CITYTELEMETRY_INFLUX_PASSWORD"]
         return "\n".join(lines) + "\n"
     # 2.x and 3.x: InfluxQL with a token in the Authorization header.
-    lines[-4:-4] = ["      httpHeaderName1: Authorization"]
+    lines.append("      httpHeaderName1: Authorization")
     lines += ["    secureJsonData:", "      httpHeaderValue1: Token $CITYTELEMETRY_INFLUX_TOKEN"]
     return "\n".join(lines) + "\n"
 
