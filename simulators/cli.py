@@ -20,6 +20,7 @@ from citytelemetry.ingest.topics import PREFIX
 from citytelemetry.profiles import ProfileError, load_catalog
 from simulators.district import DistrictSimulator, MqttTarget, Pacing, Progress, PublishError, Summary, publish
 from simulators.faults import MAX_PAYLOAD_BYTES, FaultPlanError, parse_fault_counts
+from simulators.scenarios import SCENARIOS
 
 MAX_AGE_S = 7 * 86_400  # the pipeline's default pipeline.max_age_s
 
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one MQTT connection per device, each with its own last will (small runs)")
     p.add_argument("--no-status", action="store_true", help="publish no retained online/offline status")
     p.add_argument("--per-device-counts", action="store_true", help="add points_by_device to the summary")
+    p.add_argument("--scenario", choices=sorted(SCENARIOS),
+                   help="an incident on top of normal operation (simulators/scenarios.py); default duration: "
+                        "the scenario's span plus 60 s")
     p.add_argument("--dry-run", action="store_true", help="compute the run and its summary without a broker")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return p
@@ -77,12 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _simulator(args: argparse.Namespace) -> DistrictSimulator:
     catalog = load_catalog(args.profiles, args.inventory)
-    duration = args.duration if args.duration is not None else (None if args.messages else 60.0)
+    scenario = SCENARIOS[args.scenario] if args.scenario else None
+    default = scenario.span_s + 60 if scenario else 60.0
+    duration = args.duration if args.duration is not None else (None if args.messages else default)
     return DistrictSimulator(
         catalog, seed=args.seed, start_ms=args.start, topic_prefix=args.topic_prefix, duration_s=duration,
         max_messages=args.messages, batch=args.batch, pacing=Pacing(speed=args.speed, rate=args.rate),
         faults=parse_fault_counts(args.faults), systems=args.systems, max_devices=args.max_devices,
-        max_payload_bytes=args.max_payload_bytes)
+        max_payload_bytes=args.max_payload_bytes, scenario=scenario)
 
 
 def _report(progress: Progress) -> None:

@@ -43,6 +43,7 @@ from simulators.faults import (
     count_by_reason,
     encode,
 )
+from simulators.scenarios import Scenario, ScenarioModel
 from simulators.values import DeviceModel
 
 MAX_BATCH = 500  # the pipeline's default max_readings_per_message
@@ -212,7 +213,7 @@ class DistrictSimulator:
                  topic_prefix: str = PREFIX, duration_s: float | None = 60.0, max_messages: int | None = None,
                  batch: int = 1, pacing: Pacing | None = None, faults: Mapping[str, int] | None = None,
                  systems: Iterable[str] | None = None, max_devices: int | None = None,
-                 max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> None:
+                 max_payload_bytes: int = MAX_PAYLOAD_BYTES, scenario: Scenario | None = None) -> None:
         if duration_s is None and max_messages is None:
             raise ValueError("give a duration or a number of messages: a run must end")
         if (duration_s is not None and duration_s <= 0) or (max_messages is not None and max_messages < 1):
@@ -222,6 +223,7 @@ class DistrictSimulator:
         self.seed, self.topic_prefix, self.batch = seed, topic_prefix, batch
         self.pacing = pacing or Pacing()
         self.max_payload_bytes = max_payload_bytes
+        self.scenario = scenario  # an incident on top of normal operation (simulators/scenarios.py)
         self.devices = select_devices(catalog, systems, max_devices)
         if not self.devices:
             raise ValueError("no device matches the chosen systems")
@@ -269,9 +271,12 @@ class DistrictSimulator:
                           0, 0, 0, retain=True)
 
     def messages(self) -> Iterator[SimMessage]:
-        models = [DeviceModel(d.profile, self.seed, d.id) for d in self.devices]
-        for offset, i, first, n in self._events():
-            yield from _Batch(self, i, self.start_ms + offset).build(models[i], first, n)
+        models: Sequence[DeviceModel | ScenarioModel] = [DeviceModel(d.profile, self.seed, d.id) for d in self.devices]
+        if self.scenario is not None:
+            models = self.scenario.wrap(self.devices, models, self.start_ms)  # type: ignore[arg-type]
+        stream = (message for offset, i, first, n in self._events()
+                  for message in _Batch(self, i, self.start_ms + offset).build(models[i], first, n))
+        yield from stream if self.scenario is None else self.scenario.stream(stream, self)
 
     def dry_run(self) -> Summary:
         """The summary of the whole run, without a broker."""
@@ -297,7 +302,7 @@ class _Batch:
         self.topic = telemetry_topic(self.device.site, self.device.system.value, self.device.id,
                                      sim.topic_prefix)
 
-    def build(self, model: DeviceModel, first: int, n: int) -> list[SimMessage]:
+    def build(self, model: DeviceModel | ScenarioModel, first: int, n: int) -> list[SimMessage]:
         before: list[SimMessage] = []  # message-level faults, split out of the batch
         after: list[SimMessage] = []  # duplicates and unknown devices, beside a clean reading
         kept: list[dict[str, Any]] = []
