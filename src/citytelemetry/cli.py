@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="configuration")
     config.add_argument("action", choices=["show"])
+
+    from citytelemetry.dashboards.cli import add_commands as add_dashboard_commands
+
+    add_dashboard_commands(commands)
     return parser
 
 
@@ -91,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
             from citytelemetry.services import services_command
 
             return services_command(args.action, settings)
+        if args.command == "dashboards":
+            from citytelemetry.dashboards.cli import handle as handle_dashboards
+
+            result = handle_dashboards(args, settings)
+            if result is not None:
+                return result
         return _config_show(settings)
     except (ConfigError, ProfileError, SpoolError) as exc:
         print(f"citytelemetry: {exc}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Sequence
 
 import aiohttp
@@ -32,7 +33,8 @@ class InfluxV1Writer:
         return self._session
 
     async def write(self, lines: Sequence[bytes]) -> None:
-        body = b"\n".join(lines)
+        # A file object, not raw bytes: aiohttp warns (and would block the loop) for large raw bodies.
+        body = io.BytesIO(b"\n".join(lines))
         try:
             async with self._client().post(self._url, params=self._params, data=body) as response:
                 if response.status in {200, 204}:
