@@ -239,12 +239,15 @@ def _build() -> dict[str, Scenario]:
             (Effect("tun-c003-fan", _T0, _T0 + 180, setting(state="fault", frequency=0.0, current=0.0)),),
             _compartment("c003")),
         _scenario(
-            "dts_hot_spot", "compartment c005: a cable hot spot heats at 9 °C/min to 75 °C, holds, cools down",
-            (Effect("tun-c005-dts", _T0, _T0 + 300, following(
-                "t_max", ramp((0, 30.0), (300, 75.0)), decimals=1, rise_rate=9.0, t_max_pos=87.0)),
-             Effect("tun-c005-dts", _T0 + 300, _T0 + 360, setting(t_max=75.0, rise_rate=0.0, t_max_pos=87.0)),
-             Effect("tun-c005-dts", _T0 + 360, _T0 + 480, following(
-                 "t_max", ramp((0, 75.0), (120, 30.0)), decimals=1, rise_rate=-22.5, t_max_pos=87.0))),
+            "dts_hot_spot", "compartment c005: a cable hot spot heats at 9 °C/min to 84 °C, holds, cools down",
+            (Effect("tun-c005-dts", _T0, _T0 + 360, following(
+                "t_max", ramp((0, 30.0), (360, 84.0)), decimals=1, rise_rate=9.0, t_max_pos=87.0)),
+             Effect("tun-c005-dts", _T0 + 360, _T0 + 420, setting(t_max=84.0, rise_rate=0.0, t_max_pos=87.0)),
+             Effect("tun-c005-dts", _T0 + 420, _T0 + 480, following(
+                 "t_max", ramp((0, 84.0), (60, 62.0)), decimals=1, rise_rate=-22.0, t_max_pos=87.0)),
+             Effect("tun-c005-dts", _T0 + 480, _T0 + 570, setting(t_max=62.0, rise_rate=0.0, t_max_pos=87.0)),
+             Effect("tun-c005-dts", _T0 + 570, _T0 + 630, following(
+                 "t_max", ramp((0, 62.0), (60, 30.0)), decimals=1, rise_rate=-32.0, t_max_pos=87.0))),
             _compartment("c005")),
         _scenario(
             "sensor_drift", "compartment c007: the O2 cell of gas1 drifts to 19.7 %vol over 5 min (its neighbour "
@@ -268,9 +271,10 @@ def _build() -> dict[str, Scenario]:
                 exhaust_temp=180.0, jacket_temp=70.0)),),
             _devices("stn-chp1", "stn-chp2")),
         _scenario(
-            "heat_pump_cold_source", "heat pump 1: source water falls to 4.6 °C, then to 3.2 °C, then recovers",
-            (Effect("stn-hp1", _T0, _T0 + 480, _follow_source(ramp(
-                (0, 9.0), (60, 4.6), (240, 4.6), (270, 3.2), (420, 3.2), (480, 9.0)))),),
+            "heat_pump_cold_source", "heat pump 1: source water falls to 4.6 °C, then to 3.2 °C, then recovers "
+            "in the same two steps",
+            (Effect("stn-hp1", _T0, _T0 + 630, _follow_source(ramp(
+                (0, 9.0), (60, 4.6), (240, 4.6), (270, 3.2), (420, 3.2), (450, 4.6), (540, 4.6), (600, 9.0)))),),
             _devices("stn-hp1", "stn-hp2")),
         _scenario(
             "network_silence", "15 % of the energy-network nodes (every third node reporting each minute) go "

@@ -74,14 +74,16 @@ class _Builder:
         subject = self.out.subjects.get(subject_key)
         if subject is None:
             labels = (("site", device.site), ("system", device.system.value), *pairs)
-            subject = self.out.subjects[subject_key] = Subject(subject_key, labels)
+            name = " ".join(f"{k} {v}" for k, v in pairs)
+            subject = self.out.subjects[subject_key] = Subject(subject_key, labels, name=name)
         return subject
 
     def site(self, site: str, system: str) -> Subject:
         key = f"{site}/{system}"
         subject = self.out.subjects.get(key)
         if subject is None:
-            subject = self.out.subjects[key] = Subject(key, (("site", site), ("system", system)))
+            subject = self.out.subjects[key] = Subject(key, (("site", site), ("system", system)),
+                                                       name=f"{site} {system}")
         return subject
 
     def of_type(self, type_name: str) -> list[RegisteredDevice]:

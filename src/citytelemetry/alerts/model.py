@@ -53,6 +53,11 @@ class Subject:
     key: str
     labels: Labels  # site, system, device?, location keys
     device_type: str = ""
+    name: str = ""  # for people: the device id, "cabin power compartment c002", "hunnan network"
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.key)
 
     def label(self, name: str) -> str:
         for key, value in self.labels:
@@ -94,7 +99,7 @@ class Alert:
     @property
     def summary(self) -> str:
         threshold = "" if self.threshold is None else _num(self.threshold)
-        return self.rule.summary.format(subject=self.subject.key, value=_num(self.value), unit=self.rule.unit,
+        return self.rule.summary.format(subject=self.subject.name, value=_num(self.value), unit=self.rule.unit,
                                         threshold=threshold, detail=self.detail)
 
 

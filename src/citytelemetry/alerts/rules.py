@@ -324,7 +324,7 @@ class Silence:
             elif silent_ms > limit:
                 detail, active = f"silent for {silent_ms / 1000:.0f} s", True
             elif self.tracker.is_open(self.info, subject):
-                detail, active = "", False
+                detail, active = "reporting again", False
             else:
                 continue
             self.tracker.update(self.info, subject, active, silent_ms / 1000, limit / 1000,
