@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from citytelemetry.config import ConfigError, Settings, load_settings
@@ -77,31 +78,40 @@ def _config_show(settings: Settings) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from citytelemetry.demo import run_demo
+
+    return run_demo(settings, duration_s=args.duration, rate=args.rate, seed=args.seed, bad=args.bad,
+                    keep_services=args.keep_services)
+
+
+def _services(args: argparse.Namespace, settings: Settings) -> int:
+    from citytelemetry.services import services_command
+
+    return services_command(args.action, settings)
+
+
+def _dashboards(args: argparse.Namespace, settings: Settings) -> int:
+    from citytelemetry.dashboards.cli import handle
+
+    return handle(args, settings) or 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "run": lambda _args, settings: asyncio.run(_run_pipeline(settings)),
+    "demo": _demo,
+    "profiles": lambda _args, settings: _profiles_check(settings),
+    "services": _services,
+    "config": lambda _args, settings: _config_show(settings),
+    "dashboards": _dashboards,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     try:
-        settings = load_settings(args.config)
-        if args.command == "run":
-            return asyncio.run(_run_pipeline(settings))
-        if args.command == "demo":
-            from citytelemetry.demo import run_demo
-
-            return run_demo(settings, duration_s=args.duration, rate=args.rate, seed=args.seed, bad=args.bad,
-                            keep_services=args.keep_services)
-        if args.command == "profiles":
-            return _profiles_check(settings)
-        if args.command == "services":
-            from citytelemetry.services import services_command
-
-            return services_command(args.action, settings)
-        if args.command == "dashboards":
-            from citytelemetry.dashboards.cli import handle as handle_dashboards
-
-            result = handle_dashboards(args, settings)
-            if result is not None:
-                return result
-        return _config_show(settings)
+        return COMMANDS[args.command](args, load_settings(args.config))
     except (ConfigError, ProfileError, SpoolError) as exc:
         print(f"citytelemetry: {exc}", file=sys.stderr)
         return 2

@@ -166,6 +166,7 @@ class Pipeline:
         try:
             async with asyncio.timeout(self.settings.pipeline.shutdown_timeout_s):
                 await self.sink.wait_settled()
+                await self._notices.join()  # the live dead-letter feed goes out before we disconnect
         except TimeoutError:
             log.error(  # noqa: TRY400 - a timeout's traceback says nothing
                 "shutdown: InfluxDB did not take %d lines in time; unacknowledged messages stay with the broker",
@@ -250,12 +251,18 @@ class Pipeline:
     async def _publish_notices(self) -> None:
         while True:
             topic, payload = await self._notices.get()
-            source = self._source
-            if source is None:
-                self.stats.deadletter_publish_failures += 1
-                continue
             try:
-                await source.publish(topic, payload, qos=1)
-                self.stats.deadletters_published += 1
-            except aiomqtt.MqttError:
-                self.stats.deadletter_publish_failures += 1
+                await self._publish_notice(topic, payload)
+            finally:
+                self._notices.task_done()
+
+    async def _publish_notice(self, topic: str, payload: bytes) -> None:
+        source = self._source
+        if source is None:
+            self.stats.deadletter_publish_failures += 1
+            return
+        try:
+            await source.publish(topic, payload, qos=1)
+            self.stats.deadletters_published += 1
+        except aiomqtt.MqttError:
+            self.stats.deadletter_publish_failures += 1
