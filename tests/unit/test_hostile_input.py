@@ -218,8 +218,8 @@ def test_random_json_never_raises_and_never_injects(body: Any) -> None:
     check_outcome(validator()(message(payload)))
 
 
-@PROPERTY
-@given(batch=st.lists(envelopes, min_size=1, max_size=8))
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.lists(envelopes, min_size=1, max_size=5))
 def test_a_device_sending_a_stream_of_hostile_messages_never_breaks_the_validator(batch: list[Any]) -> None:
     validate = validator()
     for body in batch:
