@@ -265,15 +265,15 @@ def _build() -> dict[str, Scenario]:
             (Effect("tun-c008-gas2", _T0, _T0 + 180, silent=True, last_will=True),),
             _compartment("c008")),
         _scenario(
-            "chp_trip", "CHP engine 1 trips (fault) and stands still for four minutes, then runs again",
-            (Effect("stn-chp1", _T0, _T0 + 240, setting(
+            "chp_trip", "CHP engine 1 trips (fault) and stands still for two minutes, then runs again",
+            (Effect("stn-chp1", _T0, _T0 + 120, setting(
                 state="fault", p_el=0.0, q_heat=0.0, gas_flow=0.0, eta_el=0.0, rpm=0.0, nox=0.0,
                 exhaust_temp=180.0, jacket_temp=70.0)),),
             _devices("stn-chp1", "stn-chp2")),
         _scenario(
-            "heat_pump_cold_source", "heat pump 1: source water falls to 4.6 °C, then to 3.2 °C, then recovers "
-            "in the same two steps",
-            (Effect("stn-hp1", _T0, _T0 + 630, _follow_source(ramp(
+            "heat_pump_cold_source", "heat pump 1, from minute 3: source water falls to 4.6 °C, then to 3.2 °C, "
+            "then recovers in the same two steps (after the CHP trip when both run side by side)",
+            (Effect("stn-hp1", _T0 + 120, _T0 + 750, _follow_source(ramp(
                 (0, 9.0), (60, 4.6), (240, 4.6), (270, 3.2), (420, 3.2), (450, 4.6), (540, 4.6), (600, 9.0)))),),
             _devices("stn-hp1", "stn-hp2")),
         _scenario(

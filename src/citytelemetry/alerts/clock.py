@@ -41,8 +41,10 @@ class EventClock:
                 self.start_ms = candidate
 
     def now_ms(self) -> int:
-        """Event time now; never goes back. Before the first reading: the wall clock."""
+        """Event time now; never goes back. Before the first reading: the wall clock (not remembered:
+        an accelerated simulation's first readings lie in the past)."""
         wall = self.wall_ms()
-        now = wall if self._mark_ms is None else self._mark_ms + max(0, wall - self._mark_wall_ms)
-        self._last_ms = max(self._last_ms, now)
+        if self._mark_ms is None:
+            return wall
+        self._last_ms = max(self._last_ms, self._mark_ms + max(0, wall - self._mark_wall_ms))
         return self._last_ms

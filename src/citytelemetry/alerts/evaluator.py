@@ -53,6 +53,7 @@ class AlertEngine:
         self._every = tuple(self.ruleset.every_reading)
         self.readings = self.transitions = self.errors = 0
         self._resume = False
+        self._early_offline: set[str] = set()
         self._last_save_ms = self.clock.wall_ms()
         self._restore(load_state(a.state_file, self.ruleset.rules_by_key, self.ruleset.subjects))
 
@@ -72,12 +73,18 @@ class AlertEngine:
             if self.ruleset.clock_start[0] is None:
                 self.ruleset.clock_start[0] = clock.start_ms
         now = clock.now_ms()
-        if self._resume and clock.started:
-            self._resume_presence(now)
         presence, by_type, every = self.ruleset.presence, self._by_type, self._every
+        if clock.started and (self._resume or self._early_offline):
+            self._on_start(now)
         for reading in readings:
             if reading.measurement == STATUS_MEASUREMENT:
-                presence.status(reading.device_id, reading.fields.get("online") is True, now)
+                online = reading.fields.get("online") is True
+                if clock.started:
+                    presence.status(reading.device_id, online, now)
+                elif not online:  # before the first reading there is no event time yet: count from then
+                    self._early_offline.add(reading.device_id)
+                else:
+                    self._early_offline.discard(reading.device_id)
                 continue
             self.readings += 1
             presence.heard(reading.device_id, now)
@@ -159,6 +166,13 @@ class AlertEngine:
         if saved.alerts or saved.orphans:
             log.info("alert state restored: %d open alerts (%d firing), %d closed as orphans", len(saved.alerts),
                      len(self.tracker.firing()), len(saved.orphans))
+
+    def _on_start(self, now_ms: int) -> None:
+        for device_id in self._early_offline:
+            self.ruleset.presence.status(device_id, False, now_ms)
+        self._early_offline.clear()
+        if self._resume:
+            self._resume_presence(now_ms)
 
     def _resume_presence(self, now_ms: int) -> None:
         """After a restart, the downtime is not the devices' silence: count them heard now, except
