@@ -24,7 +24,7 @@ from bench.services import private_services
 from bench.workload import workloads, write_profiles
 
 PARTS = ("a", "b", "c", "d", "e", "f")
-SUBSCRIBERS = ("paho", "mosquitto_sub", "aiomqtt", "gmqtt", "mqtt5")
+SUBSCRIBERS = ("paho", "paho311", "mosquitto_sub", "aiomqtt", "gmqtt", "mqtt5")
 RESULTS = ROOT / "bench" / "RESULTS.md"
 
 

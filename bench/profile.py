@@ -57,6 +57,7 @@ def fold(raw: str, top: int) -> str:
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     packages: Counter[str] = Counter()
+    packages_inclusive: Counter[str] = Counter()
     total = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -71,6 +72,8 @@ def fold(raw: str, top: int) -> str:
         for name in {_frame_name(f) for f in frames}:
             inclusive[name] += count
         packages[_package(frames[-1])] += count
+        for package in {_package(f) for f in frames}:
+            packages_inclusive[package] += count
     if total == 0:
         return "no samples"
 
@@ -80,6 +83,7 @@ def fold(raw: str, top: int) -> str:
         return [*rows, ""]
 
     return "\n".join([*table("Self time by package (leaf frame)", packages),
+                      *table("Inclusive time by package (any frame)", packages_inclusive),
                       *table("Self time by function", self_time),
                       *table("Inclusive time by function", inclusive)])
 
@@ -90,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=0.5)
     parser.add_argument("--workload", choices=["W1", "W2"], default="W1")
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also write the report here, and the folded stacks beside it (.folded, for flame graphs)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = next(w for w in workloads(args.scale) if w.name == args.workload)
@@ -114,14 +119,16 @@ def main(argv: list[str] | None = None) -> int:
                 landed = wait_landed(services.influx_url, db, work.points, timeout_s=600)
                 spy.send_signal(signal.SIGINT)
                 spy.wait(60)
+            raw = raw_path.read_text()
             report = (f"citytelemetry run draining {work.name}: {landed.count}/{work.points} points, "
-                      f"{work.messages} messages\n\n" + fold(raw_path.read_text(), args.top))
+                      f"{work.messages} messages\n\n" + fold(raw, args.top))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(report)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report + "\n", encoding="utf-8")
+        args.out.with_suffix(".folded").write_text(raw, encoding="utf-8")
     return 0
 
 

@@ -5,9 +5,11 @@ Run one per process: ``python -m bench.subscribers CLIENT prepare|drain --port P
 as the pipeline uses) and leaves; ``drain`` resumes it and reads until ``count`` messages or the timeout,
 then prints one JSON line ``{"received": n, "seconds": s}`` (seconds from the connect call to the last message).
 
-Clients: ``paho`` (paho-mqtt 2, its network thread), ``aiomqtt`` (what the pipeline uses, auto-ack),
-``gmqtt`` (asyncio, pure Python), ``mqtt5`` (the Rust packet codec of the ``mqtt5`` package driven by a
-40-line asyncio protocol written here: the smallest Python-side cost we can get). ``mosquitto_sub`` (C) is
+Clients: ``paho`` (paho-mqtt 2, its network thread), ``paho311`` (the same over MQTT 3.1.1: no per-message
+properties; the window is then the broker's ``max_inflight_messages``, 1000), ``aiomqtt`` (what the
+pipeline uses, auto-ack), ``gmqtt`` (asyncio, pure Python), ``mqtt5`` (the Rust packet codec of the
+``mqtt5`` package driven by a 40-line asyncio protocol written here: the smallest Python-side cost we can
+get). ``mosquitto_sub`` (C) is
 run directly by ``mosquitto_sub_command``.
 """
 
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 
 SESSION_EXPIRY_S = 3600
 RECEIVE_MAXIMUM = 2000
-CLIENTS = ("paho", "aiomqtt", "gmqtt", "mqtt5")
+CLIENTS = ("paho", "paho311", "aiomqtt", "gmqtt", "mqtt5")
 
 
 @dataclass(slots=True)
@@ -49,7 +51,7 @@ class Tally:
 
 
 # -- paho ------------------------------------------------------------------------------------------
-def run_paho(job: Job) -> Tally:
+def run_paho(job: Job, *, v5: bool = True) -> Tally:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
     from paho.mqtt.packettypes import PacketTypes
@@ -57,7 +59,7 @@ def run_paho(job: Job) -> Tally:
 
     tally, done, subscribed = Tally(), threading.Event(), threading.Event()
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=job.client_id,
-                         protocol=mqtt.MQTTv5)
+                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, clean_session=None if v5 else False)
 
     def on_message(*_: object) -> None:
         tally.received += 1
@@ -75,7 +77,10 @@ def run_paho(job: Job) -> Tally:
     props.SessionExpiryInterval = SESSION_EXPIRY_S
     props.ReceiveMaximum = RECEIVE_MAXIMUM
     tally.connected_at = time.monotonic()
-    client.connect(job.host, job.port, keepalive=60, clean_start=False, properties=props)
+    if v5:
+        client.connect(job.host, job.port, keepalive=60, clean_start=False, properties=props)
+    else:  # MQTT 3.1.1: no properties to decode per message; the broker's max_inflight_messages is the window
+        client.connect(job.host, job.port, keepalive=60)
     client.loop_start()
     subscribed.wait(job.timeout_s)
     if not job.prepare:
@@ -240,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
     job = Job(args.host, args.port, args.topic, args.client_id, args.count, args.timeout, args.mode == "prepare")
-    if args.client == "paho":
-        tally = run_paho(job)
+    if args.client in {"paho", "paho311"}:
+        tally = run_paho(job, v5=args.client == "paho")
     else:
         runner = {"aiomqtt": run_aiomqtt, "gmqtt": run_gmqtt, "mqtt5": run_mqtt5}[args.client]
         tally = asyncio.run(runner(job))
