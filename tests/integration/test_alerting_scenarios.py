@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -134,19 +134,19 @@ def test_alert_history_lands_in_influxdb_including_inhibited_alerts(incidents: O
     assert not [p for p in incidents.pages if p[2] == "chp_engine_eta_el_low"]
     # Every page has its history point.
     for _receiver, status, name, severity, subject in incidents.pages:
-        if subject.startswith("tun-") or subject.startswith("stn-"):
+        if subject.startswith(("tun-", "stn-")):
             assert (name, severity, status, subject) in history
 
 
 @pytest.fixture
 def network_silence(tmp_path: Path, mosquitto: MqttBroker, influxdb: str, influx_db_name: str,
-                    mqtt_topic_prefix: str) -> Iterator[tuple[Outcome, list[str]]]:
+                    mqtt_topic_prefix: str) -> tuple[Outcome, list[str]]:
     scenario = SCENARIOS["network_silence"]
     nodes = silent_network_nodes(scenario.focus(shipped_catalog()).devices.values())
     expected = _both(PAGER, "network_coverage_low", "critical", "hunnan network")
     for node in nodes:
         expected |= _both(CHAT, "device_offline", "warning", node)
-    yield asyncio.run(_run_incidents(tmp_path, mosquitto, influxdb, mqtt_topic_prefix, influx_db_name, scenario,
+    return asyncio.run(_run_incidents(tmp_path, mosquitto, influxdb, mqtt_topic_prefix, influx_db_name, scenario,
                                      expected)), nodes
 
 

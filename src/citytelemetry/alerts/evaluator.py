@@ -80,7 +80,7 @@ class AlertEngine:
             if reading.measurement == STATUS_MEASUREMENT:
                 online = reading.fields.get("online") is True
                 if clock.started:
-                    presence.status(reading.device_id, online, now)
+                    presence.status(reading.device_id, online=online, now_ms=now)
                 elif not online:  # before the first reading there is no event time yet: count from then
                     self._early_offline.add(reading.device_id)
                 else:
@@ -169,7 +169,7 @@ class AlertEngine:
 
     def _on_start(self, now_ms: int) -> None:
         for device_id in self._early_offline:
-            self.ruleset.presence.status(device_id, False, now_ms)
+            self.ruleset.presence.status(device_id, online=False, now_ms=now_ms)
         self._early_offline.clear()
         if self._resume:
             self._resume_presence(now_ms)

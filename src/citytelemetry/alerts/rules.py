@@ -292,7 +292,7 @@ class Presence:
         self.last_seen[device_id] = now_ms
         self.offline_since.pop(device_id, None)
 
-    def status(self, device_id: str, online: bool, now_ms: int) -> None:
+    def status(self, device_id: str, *, online: bool, now_ms: int) -> None:
         if online:
             self.heard(device_id, now_ms)
         else:
