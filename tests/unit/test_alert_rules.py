@@ -1,0 +1,191 @@
+"""Rules and the lifecycle on hand-made readings, with a fake clock: exact transitions, no services."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from citytelemetry.alerts.evaluator import AlertEngine
+from citytelemetry.alerts.lifecycle import Tracker
+from citytelemetry.alerts.model import Alert, AlertState, RuleInfo, Severity, Subject, fingerprint
+from citytelemetry.alerts.rulefiles import load_rule_files
+from citytelemetry.alerts.rules import HampelRule
+from citytelemetry.alerts.settings import AlertSettings
+from citytelemetry.config import Settings
+from citytelemetry.profiles import Catalog, load_catalog
+from citytelemetry.records import FieldValue, Reading
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = 1_780_000_000_000
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return load_catalog(ROOT / "device_profiles" / "types", ROOT / "device_profiles" / "inventory")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = T0 / 1000
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Engine:
+    """An AlertEngine on a fake clock that records its transitions as (state, name, severity, subject)."""
+
+    def __init__(self, catalog: Catalog, tmp: Path) -> None:
+        self.clock = Clock()
+        self.lines: list[bytes] = []
+        self.log: list[tuple[str, str, str, str]] = []
+        settings = Settings(alerts=AlertSettings(rules_dir=ROOT / "alert_rules", state_file=tmp / "state.json"))
+        self.catalog = catalog
+        self.engine = AlertEngine(settings, catalog, self.lines.extend, clock=self.clock,
+                                  on_transition=self._record)
+        self.seq = 0
+
+    def _record(self, alert: Alert) -> None:
+        self.log.append((alert.state.value, alert.rule.name, alert.rule.severity.value, alert.subject.key))
+
+    def read(self, device_id: str, at_s: float, **fields: FieldValue) -> None:
+        device = self.catalog.devices[device_id]
+        self.seq += 1
+        ts = T0 + round(at_s * 1000)
+        self.clock.t = ts / 1000
+        self.engine.observe([Reading(device.profile.type, device_id, device.tags, dict(fields), ts, self.seq)])
+
+    def status(self, device_id: str, at_s: float, state: str) -> None:
+        device = self.catalog.devices[device_id]
+        ts = T0 + round(at_s * 1000)
+        self.clock.t = ts / 1000
+        self.engine.observe([Reading("ct_device_status", device_id, device.tags,
+                                     {"state": state, "online": state == "online"}, ts, -1)])
+
+    def tick(self, at_s: float) -> None:
+        self.clock.t = (T0 + round(at_s * 1000)) / 1000
+        self.engine.tick()
+
+
+@pytest.fixture
+def engine(catalog: Catalog, tmp_path: Path) -> Engine:
+    return Engine(catalog, tmp_path)
+
+
+def test_threshold_waits_for_its_for_duration_then_fires_and_clears_past_the_clear_level(engine: Engine) -> None:
+    gas = "tun-c001-gas1"
+    engine.read(gas, 0, ch4=12.0)  # warning level 10, for 30 s: pending
+    engine.read(gas, 10, ch4=12.0)
+    assert engine.log == []
+    engine.read(gas, 30, ch4=12.0)
+    assert engine.log == [("firing", "tunnel_multigas_ch4_high", "warning", gas)]
+    engine.read(gas, 40, ch4=9.5)  # below 10 but above the clear level 9.2: still firing (hysteresis)
+    assert len(engine.log) == 1
+    engine.read(gas, 50, ch4=9.0)
+    assert engine.log[-1] == ("resolved", "tunnel_multigas_ch4_high", "warning", gas)
+
+
+def test_a_pending_alert_that_clears_is_never_announced(engine: Engine) -> None:
+    engine.read("tun-c001-gas1", 0, ch4=12.0)
+    engine.read("tun-c001-gas1", 10, ch4=9.5)  # in the hysteresis band: the trigger no longer holds
+    engine.read("tun-c001-gas1", 40, ch4=12.0)
+    assert engine.log == []
+    assert engine.lines == []
+
+
+def test_critical_gas_fires_at_once_and_the_composite_needs_the_fan_off(engine: Engine) -> None:
+    engine.read("tun-c002-fan", 0, state="on", frequency=50.0, current=12.0)
+    engine.read("tun-c002-gas1", 1, ch4=22.0)
+    assert ("firing", "tunnel_multigas_ch4_high", "critical", "tun-c002-gas1") in engine.log
+    assert not [e for e in engine.log if e[1] == "gas_without_ventilation"]
+    engine.read("tun-c002-fan", 2, state="off", frequency=0.0, current=0.0)
+    assert engine.log[-1] == ("firing", "gas_without_ventilation", "critical",
+                              "hunnan/tunnel/cabin=power,compartment=c002")
+
+
+def test_enum_states_and_low_thresholds(engine: Engine) -> None:
+    engine.read("stn-chp1", 0, state="fault")
+    engine.read("stn-hp1", 0, source_in=3.5)
+    engine.read("stn-hp1", 60, source_in=3.5)
+    assert ("firing", "chp_engine_state", "critical", "stn-chp1") in engine.log
+    assert ("firing", "heat_pump_source_in_low", "critical", "stn-hp1") in engine.log
+    assert ("firing", "heat_pump_source_in_low", "warning", "stn-hp1") in engine.log
+
+
+def test_silence_and_last_will_are_measured_on_event_time(engine: Engine) -> None:
+    engine.read("tun-c001-gas1", 0, o2=20.9)
+    engine.read("tun-c001-gas2", 0, o2=20.9)
+    engine.status("tun-c001-gas2", 5, "offline")
+    for t in range(10, 61, 10):
+        engine.read("tun-c001-gas1", t, o2=20.9 + t / 10000)
+        engine.tick(t)
+    # gas2: silent > 3 x 10 s (fires at the first tick past 30 s); gas1 keeps talking
+    assert engine.log == [("firing", "device_offline", "warning", "tun-c001-gas2")]
+    engine.read("tun-c001-gas2", 70, o2=20.9)
+    engine.tick(70)
+    assert engine.log[-1] == ("resolved", "device_offline", "warning", "tun-c001-gas2")
+
+
+def test_flat_line_and_rate_of_change(engine: Engine) -> None:
+    for t in range(0, 200, 10):
+        engine.read("tun-c003-gas1", t, o2=20.812)
+    assert ("firing", "o2_flat_line", "warning", "tun-c003-gas1") in engine.log
+    for t in range(0, 100, 10):
+        engine.read("tun-c003-sump", t, level=0.2 + 0.005 * t)  # 0.3 m/min
+    assert ("firing", "sump_level_rising", "warning", "tun-c003-sump") in engine.log
+
+
+def test_hampel_flags_a_sustained_jump_and_absorbs_it() -> None:
+    events: list[tuple[str, float]] = []
+    tracker = Tracker(lambda a: events.append((a.state.value, a.value)))
+    info = RuleInfo("x_anomaly", Severity.WARNING, 0, "{subject}", "test", "rb", "hampel", "s", "c")
+    subject = Subject("d1", (("device", "d1"),))
+    rule = HampelRule(info, "x", window=7, k=6, floor=0.5, min_outliers=2, tracker=tracker, subjects={"d1": subject})
+    values = [10.0, 10.1, 9.9, 10.05, 9.95, 10.0, 10.02, 10.01, 13.0, 13.0, 13.1, 13.0, 12.9, 13.0, 13.05, 13.0]
+    for i, v in enumerate(values):
+        rule(Reading("t", "d1", (), {"x": v}, T0 + i * 1000, i))
+    assert [e[0] for e in events] == ["firing", "resolved"]
+    assert events[0][1] == 13.0
+
+
+def test_state_survives_a_restart_without_a_second_announcement(catalog: Catalog, tmp_path: Path) -> None:
+    first = Engine(catalog, tmp_path)
+    first.read("tun-c001-gas1", 0, ch4=22.0)
+    first.engine.save()
+    second = Engine(catalog, tmp_path)
+    assert [a.rule.key for a in second.engine.firing()] == ["tunnel_multigas_ch4_high/critical"]
+    second.read("tun-c001-gas1", 10, ch4=23.0)
+    assert second.log == []
+    second.read("tun-c001-gas1", 20, ch4=1.0)
+    assert second.log == [("resolved", "tunnel_multigas_ch4_high", "critical", "tun-c001-gas1")]
+
+
+def test_fingerprint_is_stable_and_label_order_free() -> None:
+    labels = (("alertname", "a"), ("severity", "critical"), ("device", "d"))
+    assert fingerprint(labels) == fingerprint(tuple(reversed(labels)))
+    assert len(fingerprint(labels)) == 16
+    assert fingerprint(labels) != fingerprint((*labels[:2], ("device", "e")))
+
+
+def test_history_line_has_bounded_tags_and_the_summary(engine: Engine) -> None:
+    engine.read("tun-c002-gas1", 0, ch4=30.0)
+    line = engine.lines[0].decode()
+    head, fields, ts = line.split(" ", 2)[0], line.split(" ")[1:-1], line.rsplit(" ", 1)[1]
+    assert head.startswith("ct_alerts,alertname=tunnel_multigas_ch4_high,cabin=power,compartment=c002,")
+    assert "device_type=tunnel_multigas" in head
+    assert ",state=firing," in head
+    assert "value=30.0" in " ".join(fields)
+    assert "threshold=20.0" in " ".join(fields)
+    assert int(ts) == T0 * 1_000_000
+
+
+def test_alert_state_enum_values() -> None:
+    assert [s.value for s in AlertState] == ["pending", "firing", "resolved"]
+
+
+def test_shipped_rule_files_load_and_every_rule_has_a_source(catalog: Catalog) -> None:
+    loaded = load_rule_files(ROOT / "alert_rules", catalog)
+    assert {r.kind for r in loaded.rules} >= {"rate_of_change", "flat_line", "hampel", "stale", "composite",
+                                                "neighbour_spread", "coverage", "completeness"}
+    assert all(len(r.source) > 10 for r in loaded.rules)
