@@ -206,17 +206,19 @@ def _rejected(url: str, db: str) -> int:
 
 def _drain_pipelines(ctx: Context, work: Workload, name: str, procs: list[PipelineProcess], db: str,
                      prefix: str) -> tuple[Row, PublishResult]:
-    for p in procs:  # create the persistent sessions (and the database), then leave
-        p.start()
-    for p in procs:
-        p.wait_ready()
-    for p in procs:
-        p.stop()
+    try:  # create the persistent sessions (and the database), then leave
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.wait_ready()
+    finally:
+        for p in procs:
+            p.stop()
     s = ctx.services
     published = publish_bulk(s.mqtt_host, s.mqtt_port, work, prefix)
-    for p in procs:
-        p.start()
     try:
+        for p in procs:
+            p.start()
         started = max(p.wait_ready() for p in procs)
         landed = wait_landed(s.influx_url, db, work.points, timeout_s=_timeout(work))
         cpu = sum(p.cpu_seconds() for p in procs)
