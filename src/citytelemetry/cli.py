@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from citytelemetry.alerts.rulefiles import AlertRuleError
 from citytelemetry.config import ConfigError, Settings, load_settings
 from citytelemetry.profiles import Catalog, ProfileError, load_catalog
 from citytelemetry.sink.spool import SpoolError
@@ -44,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     from citytelemetry.dashboards.cli import add_commands as add_dashboard_commands
 
     add_dashboard_commands(commands)
+    from citytelemetry.alerts.cli import add_commands as add_alert_commands
+
+    add_alert_commands(commands)
     return parser
 
 
@@ -62,9 +66,9 @@ def _profiles_check(settings: Settings) -> int:
 
 
 async def _run_pipeline(settings: Settings) -> int:
-    from citytelemetry.pipeline import Pipeline
+    from citytelemetry.pipeline import make_pipeline
 
-    pipeline = Pipeline(settings, _load_catalog(settings))
+    pipeline = make_pipeline(settings, _load_catalog(settings))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, pipeline.stop)
@@ -91,6 +95,12 @@ def _services(args: argparse.Namespace, settings: Settings) -> int:
     return services_command(args.action, settings)
 
 
+def _alerts(args: argparse.Namespace, settings: Settings) -> int:
+    from citytelemetry.alerts.cli import handle
+
+    return handle(args, settings)
+
+
 def _dashboards(args: argparse.Namespace, settings: Settings) -> int:
     from citytelemetry.dashboards.cli import handle
 
@@ -104,6 +114,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "services": _services,
     "config": lambda _args, settings: _config_show(settings),
     "dashboards": _dashboards,
+    "alerts": _alerts,
 }
 
 
@@ -112,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     try:
         return COMMANDS[args.command](args, load_settings(args.config))
-    except (ConfigError, ProfileError, SpoolError) as exc:
+    except (ConfigError, ProfileError, SpoolError, AlertRuleError) as exc:
         print(f"citytelemetry: {exc}", file=sys.stderr)
         return 2
 

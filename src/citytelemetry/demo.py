@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from citytelemetry.config import Settings
-from citytelemetry.pipeline import Pipeline
+from citytelemetry.pipeline import Pipeline, make_pipeline
 from citytelemetry.profiles import load_catalog
 from citytelemetry.services import ManagedService, ServiceError, managed_services, port_is_free
 
@@ -84,7 +84,7 @@ async def _run(settings: Settings, duration_s: float, rate: float, seed: int, ba
     first_ms, last_ms = expected.first_ts_ms or sim.start_ms, expected.last_ts_ms or sim.end_ms
     before = await _count_points(settings, sorted(catalog.profiles), first_ms, last_ms)
 
-    pipeline = Pipeline(settings, catalog)
+    pipeline = make_pipeline(settings, catalog)
     stop_sim = threading.Event()
     loop = asyncio.get_running_loop()
 

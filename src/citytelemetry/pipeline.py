@@ -266,3 +266,12 @@ class Pipeline:
             self.stats.deadletters_published += 1
         except aiomqtt.MqttError:
             self.stats.deadletter_publish_failures += 1
+
+
+def make_pipeline(settings: Settings, catalog: Catalog) -> Pipeline:
+    """The pipeline as configured: with the alert evaluator when ``alerts.enabled``."""
+    if not settings.alerts.enabled:
+        return Pipeline(settings, catalog)
+    from citytelemetry.alerts import build_evaluator
+
+    return Pipeline(settings, catalog, evaluator_factory=lambda emit: build_evaluator(settings, catalog, emit))
