@@ -26,7 +26,7 @@ from citytelemetry.observability.ratelog import RateLimitedLog
 from citytelemetry.observability.selfmetrics import selfmetrics_lines
 from citytelemetry.observability.stats import PipelineStats
 from citytelemetry.profiles import Catalog
-from citytelemetry.records import Reason, Rejection
+from citytelemetry.records import Outcome, Reason, Rejection
 from citytelemetry.sink.backoff import Backoff
 from citytelemetry.sink.buffer import BufferedSink
 from citytelemetry.sink.deadletter import DeadLetterFormatter
@@ -35,6 +35,8 @@ from citytelemetry.sink.influx_v1 import InfluxV1Writer
 from citytelemetry.sink.line_protocol import reading_line
 from citytelemetry.sink.spool import Spool, SpooledSink
 from citytelemetry.validate import Limits, MessageValidator
+from citytelemetry.validate.decode import excerpt
+from citytelemetry.validate.ratelimit import DeviceRateLimit
 from citytelemetry.validate.validator import STATUS_MEASUREMENT
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,7 @@ class Pipeline:
         self.validator = MessageValidator(
             catalog, Limits(max_payload_bytes=p.max_payload_bytes, max_readings_per_message=p.max_readings_per_message,
                             max_future_s=p.max_future_s, max_age_s=p.max_age_s),
-            topic_prefix=settings.mqtt.topic_prefix)
+            topic_prefix=settings.mqtt.topic_prefix, rate_limit=DeviceRateLimit.from_catalog(catalog))
         self._instance = settings.mqtt.client_id
         self._dead = DeadLetterFormatter(catalog, self._instance)
         self._writer = writer or make_writer(settings.influx)
@@ -158,8 +160,8 @@ class Pipeline:
             for task in (pump, stopped):
                 task.cancel()
             results = await asyncio.gather(pump, stopped, return_exceptions=True)
-        if isinstance(results[0], aiomqtt.MqttError):
-            raise results[0]
+        if isinstance(results[0], Exception):
+            raise results[0]  # MqttError: reconnect; anything else is a bug: stop loudly, do not loop
 
     async def _drain_before_disconnect(self) -> None:
         """Write what was received so its acknowledgements go out on this session."""
@@ -181,7 +183,13 @@ class Pipeline:
     async def handle(self, message: InboundMessage) -> None:
         stats = self.stats
         stats.messages_received += 1
-        outcome = self.validator(message)
+        try:
+            outcome = self.validator(message)
+        except Exception as exc:  # a bug of ours must not turn one message into a poison pill
+            log.exception("validator failed on a message from %r", message.topic[:128])
+            outcome = Outcome(rejections=[Rejection(
+                reason=Reason.PROCESSING_ERROR, detail=f"{type(exc).__name__}: {exc}"[:512], topic=message.topic,
+                excerpt=excerpt(message.payload))])
         lines = []
         landed: Counter[str] = Counter()
         sequenced: list[tuple[str, int]] = []
@@ -218,7 +226,8 @@ class Pipeline:
             self.completeness.duplicate(rejection.device_id)
         system = self._system_of.get(rejection.device_id or "", "unknown")
         self.stats.rejections_by_system[system] += 1
-        self._reject_log.warning(rejection.reason.value, "rejected %s from %s: %s", rejection.reason.value,
+        # %r: a topic or detail from a device must not be able to forge log lines
+        self._reject_log.warning(rejection.reason.value, "rejected %s from %r: %r", rejection.reason.value,
                                  rejection.topic[:128], rejection.detail)
         if self.settings.mqtt.publish_deadletters:
             try:

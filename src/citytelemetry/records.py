@@ -31,6 +31,8 @@ class Reason(StrEnum):
     DUPLICATE_SEQUENCE = "duplicate_sequence"
     STALE_SEQUENCE = "stale_sequence"
     WRITE_REJECTED = "write_rejected"
+    RATE_LIMITED = "rate_limited"
+    PROCESSING_ERROR = "processing_error"
 
 
 @dataclass(slots=True, frozen=True)

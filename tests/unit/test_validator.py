@@ -160,3 +160,17 @@ def test_status_birth_and_last_will(validate: MessageValidator) -> None:
         ("ct_device_status", {"state": "offline", "online": False}, NOW),
     ]
     assert [r.reason for r in bad.rejections] == [Reason.BAD_SCHEMA]
+
+
+def test_rate_limit_counts_device_time_so_a_backlog_passes_and_a_flood_does_not() -> None:
+    from citytelemetry.validate.ratelimit import DeviceRateLimit
+
+    limit = DeviceRateLimit({"tun-c001-gas1": 2.0}, burst=5)
+    validate = MessageValidator(make_catalog(), Limits(), clock_ms=lambda: NOW, rate_limit=limit)
+    # A backlog: 50 readings 10 s apart in device time, arriving all at once, all pass.
+    backlog = [validate(message(reading(seq=i, ts=NOW - 600_000 + i * 10_000))) for i in range(1, 51)]
+    assert all(o.readings and not o.rejections for o in backlog)
+    # A flood: readings 1 ms apart in device time: the burst of 5 passes, then they are refused.
+    flood = [validate(message(reading(seq=100 + i, ts=NOW - 1000 + i))) for i in range(10)]
+    assert [bool(o.readings) for o in flood] == [True] * 5 + [False] * 5
+    assert {r.reason for o in flood for r in o.rejections} == {Reason.RATE_LIMITED}

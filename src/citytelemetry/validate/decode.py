@@ -1,8 +1,10 @@
-"""Payload decoding: bytes -> a JSON object, or a reason-coded refusal. orjson is strict JSON:
-NaN, Infinity and integers beyond 64 bits are refused as not_json."""
+"""Payload decoding: bytes -> a JSON object, or a reason-coded refusal. orjson is strict JSON: NaN and
+Infinity are refused as not_json; integers beyond 64 bits are read as floats (and then fail the range
+or type checks); duplicate keys are refused as not_json."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -30,7 +32,32 @@ def decode_object(payload: bytes) -> dict[str, Any]:
         raise DecodeRejected(Reason.NOT_JSON, f"payload is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise DecodeRejected(Reason.BAD_SCHEMA, f"payload must be a JSON object, got {type(data).__name__}")
+    if payload.count(b'":') != _count_keys(data):
+        _refuse_duplicate_keys(payload)
     return data
+
+
+def _count_keys(value: object) -> int:
+    if isinstance(value, dict):
+        return len(value) + sum(_count_keys(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_count_keys(v) for v in value)
+    return 0
+
+
+def _refuse_duplicate_keys(payload: bytes) -> None:
+    """orjson keeps the last of duplicate keys; another parser (a gateway, an archive) may keep the first,
+    and so see another reading than we store. Refuse them. Only reached when the cheap count of ``":``
+    tokens differs from the keys parsed (duplicates, spacing, or ``":`` inside a string)."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in items]
+        if len(set(keys)) != len(keys):
+            duplicate = next(k for k in keys if keys.count(k) > 1)
+            raise DecodeRejected(Reason.NOT_JSON, f"duplicate key {duplicate[:64]!r}")
+        return dict(items)
+
+    json.loads(payload, object_pairs_hook=pairs)
 
 
 def excerpt(payload: bytes, limit: int = 256) -> str:

@@ -47,15 +47,18 @@ class DeviceRateLimit:
                  for device in catalog.devices.values()}
         return cls(rates, default_rate=min_rate_per_s, burst=burst, clock=clock)
 
-    def __call__(self, device_id: str, cost: float = 1.0) -> bool:
-        now = self._clock()
+    def __call__(self, device_id: str, cost: float = 1.0, *, now: float | None = None) -> bool:
+        """``now`` may be the device's own timestamp (seconds): the validator limits readings in device
+        time, so a backlog replayed fast after an outage passes while a flood is cut."""
+        if now is None:
+            now = self._clock()
         bucket = self._buckets.get(device_id)
         if bucket is None:
             bucket = self._buckets[device_id] = [self.burst, now]
         else:
             rate = self.rates.get(device_id, self.default_rate)
-            bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * rate)
-            bucket[1] = now
+            bucket[0] = min(self.burst, bucket[0] + max(0.0, now - bucket[1]) * rate)
+            bucket[1] = max(bucket[1], now)
         if bucket[0] >= cost:
             bucket[0] -= cost
             return True

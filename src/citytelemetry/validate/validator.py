@@ -21,10 +21,12 @@ from citytelemetry.profiles import Catalog, RegisteredDevice
 from citytelemetry.records import FieldValue, Outcome, Reading, Reason, Rejection
 from citytelemetry.validate.decode import DecodeRejected, decode_object, excerpt
 from citytelemetry.validate.fields import FieldCheck, FieldRejected, compile_check
+from citytelemetry.validate.ratelimit import DeviceRateLimit
 from citytelemetry.validate.sequence import SequenceTracker
 
 STATUS_MEASUREMENT = "ct_device_status"
 STATUS_STATES = frozenset({"online", "offline"})
+MAX_INT64 = 2**63 - 1  # InfluxDB integers are signed 64-bit
 
 
 @dataclass(slots=True, frozen=True)
@@ -52,7 +54,10 @@ def _parse_timestamp(raw: object) -> int:
             raise _ReadingRejected(Reason.BAD_SCHEMA, f"ts {raw[:40]!r} is not RFC 3339") from None
         if parsed.tzinfo is None:
             raise _ReadingRejected(Reason.BAD_SCHEMA, "ts string needs a UTC offset (e.g. Z)")
-        return int(parsed.timestamp() * 1000)
+        try:
+            return int(parsed.timestamp() * 1000)
+        except (OverflowError, ValueError):  # e.g. year 1 with a positive offset
+            raise _ReadingRejected(Reason.TIMESTAMP_TOO_OLD, f"ts {raw[:40]!r} is out of range") from None
     raise _ReadingRejected(Reason.BAD_SCHEMA, "ts must be epoch milliseconds or an RFC 3339 string")
 
 
@@ -60,7 +65,9 @@ class MessageValidator:
     """Validates against the catalog; compiled field checks per device type. Never raises on input."""
 
     def __init__(self, catalog: Catalog, limits: Limits, *, topic_prefix: str = "ct/v1",
-                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 rate_limit: DeviceRateLimit | None = None) -> None:
+        self._rate_limit = rate_limit
         self._catalog = catalog
         self._limits = limits
         self._prefix = topic_prefix
@@ -153,18 +160,15 @@ class MessageValidator:
         if not isinstance(raw, dict):
             raise _ReadingRejected(Reason.BAD_SCHEMA, "a reading must be a JSON object")
         seq = raw.get("seq")
-        if type(seq) is not int or seq < 0:
-            raise _ReadingRejected(Reason.BAD_SCHEMA, "seq must be a non-negative integer")
+        if type(seq) is not int or not 0 <= seq <= MAX_INT64:
+            raise _ReadingRejected(Reason.BAD_SCHEMA, "seq must be an integer from 0 to 2^63-1")
         values = raw.get("values")
         if not isinstance(values, dict) or not values:
             raise _ReadingRejected(Reason.BAD_SCHEMA, "values must be a non-empty object")
-        ts = _parse_timestamp(raw.get("ts"))
-        if ts > now_ms + self._limits.max_future_s * 1000:
-            raise _ReadingRejected(Reason.TIMESTAMP_IN_FUTURE, f"ts {ts} is {(ts - now_ms) / 1000:.0f} s ahead "
-                                   f"of the pipeline clock (limit {self._limits.max_future_s:g} s)")
-        if ts < now_ms - self._limits.max_age_s * 1000:
-            raise _ReadingRejected(Reason.TIMESTAMP_TOO_OLD, f"ts {ts} is {(now_ms - ts) / 1000:.0f} s old "
-                                   f"(limit {self._limits.max_age_s:g} s)")
+        ts = self._in_window(_parse_timestamp(raw.get("ts")), now_ms)
+        if self._rate_limit is not None and not self._rate_limit(device.id, now=ts / 1000):
+            raise _ReadingRejected(Reason.RATE_LIMITED, f"more readings than {device.profile.type} may send "
+                                   f"(interval {device.profile.reporting_interval_s:g} s, with burst allowance)")
         verdict = self.sequences.check(device.id, seq, ts)
         if verdict is not None:
             raise _ReadingRejected(verdict, f"seq {seq} already seen (last {self.sequences.last_seq(device.id)})")
@@ -172,6 +176,15 @@ class MessageValidator:
         if fields:
             outcome.readings.append(Reading(measurement=device.profile.type, device_id=device.id,
                                             tags=device.tags, fields=fields, timestamp_ms=ts, seq=seq))
+
+    def _in_window(self, ts: int, now_ms: int) -> int:
+        if ts > now_ms + self._limits.max_future_s * 1000:
+            raise _ReadingRejected(Reason.TIMESTAMP_IN_FUTURE, f"ts {ts} is {(ts - now_ms) / 1000:.0f} s ahead "
+                                   f"of the pipeline clock (limit {self._limits.max_future_s:g} s)")
+        if ts < now_ms - self._limits.max_age_s * 1000:
+            raise _ReadingRejected(Reason.TIMESTAMP_TOO_OLD, f"ts {ts} is {(now_ms - ts) / 1000:.0f} s old "
+                                   f"(limit {self._limits.max_age_s:g} s)")
+        return ts
 
     def _fields(self, device: RegisteredDevice, values: dict[str, Any], seq: int, message: InboundMessage,
                 outcome: Outcome) -> dict[str, FieldValue]:
@@ -195,10 +208,11 @@ class MessageValidator:
     def _status(self, device: RegisteredDevice, data: dict[str, Any], message: InboundMessage,
                 outcome: Outcome) -> None:
         state = data.get("state")
-        if state not in STATUS_STATES:
+        if type(state) is not str or state not in STATUS_STATES:
             raise _ReadingRejected(Reason.BAD_SCHEMA, 'status needs "state": "online" or "offline"')
         # A last will carries no timestamp: the broker's delivery time is the best we have.
-        ts = _parse_timestamp(data["ts"]) if "ts" in data else message.received_ms
+        ts = (self._in_window(_parse_timestamp(data["ts"]), self._clock_ms()) if "ts" in data
+              else message.received_ms)
         outcome.readings.append(Reading(measurement=STATUS_MEASUREMENT, device_id=device.id, tags=device.tags,
                                         fields={"state": state, "online": state == "online"},
                                         timestamp_ms=ts, seq=-1))
