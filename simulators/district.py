@@ -16,7 +16,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -402,6 +402,7 @@ class MqttTarget:
 
 
 ClientFactory = Callable[[str], mqtt.Client]
+Credentials = Callable[[str], tuple[str, str]]  # device id -> (username, password)
 
 
 def new_client(client_id: str) -> mqtt.Client:
@@ -518,27 +519,37 @@ class _Links:
     """The run's connections: one shared, plus one per device when asked (each with its last will)."""
 
     def __init__(self, target: MqttTarget, factory: ClientFactory, base_id: str, *, window: int,
-                 timeout_s: float) -> None:
+                 timeout_s: float, credentials: Credentials | None = None) -> None:
         self._target, self._factory, self._base_id = target, factory, base_id
         self._window, self._timeout_s = window, timeout_s
+        self._credentials = credentials
         self.all: list[_Connection] = []
         self.own: dict[str, _Connection] = {}
-        self.shared = self._open("", None)
+        # With per-device credentials (a broker with ACLs) there is no shared connection: each device
+        # speaks only for itself, as in the field.
+        self.shared = None if credentials else self._open("", None)
 
-    def _open(self, suffix: str, will: tuple[str, bytes] | None) -> _Connection:
-        conn = _Connection(self._factory(self._base_id + suffix), self._target, will=will, window=self._window,
-                           timeout_s=self._timeout_s)
+    def _open(self, suffix: str, will: tuple[str, bytes] | None, target: MqttTarget | None = None) -> _Connection:
+        conn = _Connection(self._factory(self._base_id + suffix), target or self._target, will=will,
+                           window=self._window, timeout_s=self._timeout_s)
         self.all.append(conn)  # before open(): a failed connect is still closed
         conn.open()
         return conn
 
     def open_per_device(self, offline: Iterable[SimMessage], *, will: bool) -> None:
         for message in offline:
+            target = None
+            if self._credentials is not None:
+                username, password = self._credentials(message.device_id)
+                target = replace(self._target, username=username, password=password)
             self.own[message.device_id] = self._open(f"-{message.device_id}", (message.topic, OFFLINE) if will
-                                                     else None)
+                                                     else None, target)
 
     def send(self, message: SimMessage) -> None:
-        self.own.get(message.device_id, self.shared).send(message.topic, message.payload, message.retain)
+        conn = self.own.get(message.device_id, self.shared)
+        if conn is None:
+            raise PublishError(f"no credential for device {message.device_id!r} (not in the inventory)")
+        conn.send(message.topic, message.payload, message.retain)
 
     @property
     def acked(self) -> int:
@@ -561,13 +572,15 @@ def publish(sim: DistrictSimulator, target: MqttTarget | str, *,  # noqa: PLR091
             client_id: str | None = None, per_device_connections: bool = False, status: bool = True,
             window: int = 1000, timeout_s: float = 30.0, stop: threading.Event | None = None,
             progress: Callable[[Progress], None] | None = None,
-            client_factory: ClientFactory = new_client) -> Summary:
+            client_factory: ClientFactory = new_client, credentials: Credentials | None = None) -> Summary:
     """Publish the run with QoS 1 and return once the broker has acknowledged every message.
 
     One MQTT connection carries all devices, so the broker's last will cannot be per device: births
     ("online", retained) are published at start and "offline" (retained) at a clean stop. With
     ``per_device_connections`` each device gets its own connection and a real last will (small runs).
     Setting ``stop`` ends the run early, still cleanly (offline, drain, disconnect).
+    ``credentials`` (device id -> username, password) is for a broker with per-device ACLs: every device
+    then gets its own connection with its own credential and last will.
     """
     target = MqttTarget.from_url(target) if isinstance(target, str) else target
     stop = stop or threading.Event()
@@ -576,8 +589,8 @@ def publish(sim: DistrictSimulator, target: MqttTarget | str, *,  # noqa: PLR091
     links: _Links | None = None
     try:
         links = _Links(target, client_factory, client_id or f"ct-sim-{sim.seed}-{os.getpid()}", window=window,
-                       timeout_s=timeout_s)
-        if per_device_connections:
+                       timeout_s=timeout_s, credentials=credentials)
+        if per_device_connections or credentials is not None:
             links.open_per_device(sim.offline_messages(), will=status)
         for message in sim.birth_messages() if status else ():
             links.send(message)

@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     from citytelemetry.alerts.cli import add_commands as add_alert_commands
 
     add_alert_commands(commands)
+    from citytelemetry.security.cli import add_commands as add_security_commands
+
+    add_security_commands(commands)
+    services.add_argument("--insecure-anonymous", action="store_true",
+                          help="run the broker without credentials and ACLs (development only)")
     return parser
 
 
@@ -92,13 +97,19 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 def _services(args: argparse.Namespace, settings: Settings) -> int:
     from citytelemetry.services import services_command
 
-    return services_command(args.action, settings)
+    return services_command(args.action, settings, anonymous=args.insecure_anonymous)
 
 
 def _alerts(args: argparse.Namespace, settings: Settings) -> int:
     from citytelemetry.alerts.cli import handle
 
     return handle(args, settings)
+
+
+def _security(args: argparse.Namespace, settings: Settings) -> int:
+    from citytelemetry.security.cli import handle
+
+    return handle(args, settings) or 0
 
 
 def _dashboards(args: argparse.Namespace, settings: Settings) -> int:
@@ -115,6 +126,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "config": lambda _args, settings: _config_show(settings),
     "dashboards": _dashboards,
     "alerts": _alerts,
+    "security": _security,
 }
 
 

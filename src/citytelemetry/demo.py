@@ -21,6 +21,7 @@ import aiohttp
 from citytelemetry.config import Settings
 from citytelemetry.pipeline import Pipeline, make_pipeline
 from citytelemetry.profiles import load_catalog
+from citytelemetry.security.local import local_credentials
 from citytelemetry.services import ManagedService, ServiceError, managed_services, port_is_free
 
 if TYPE_CHECKING:
@@ -73,7 +74,8 @@ def _progress_line(pipeline: Pipeline, published: int, started: float) -> str:
             f"  buffered {s.write.buffered_lines:>5}")
 
 
-async def _run(settings: Settings, duration_s: float, rate: float, seed: int, bad: int) -> int:
+async def _run(settings: Settings, duration_s: float, rate: float, seed: int, bad: int,
+               gateway: tuple[str, str]) -> int:
     from simulators.district import DistrictSimulator, Pacing
 
     catalog = load_catalog(settings.pipeline.profiles_dir, settings.pipeline.inventory_dir)
@@ -98,7 +100,8 @@ async def _run(settings: Settings, duration_s: float, rate: float, seed: int, ba
           f"({expected.expected_points} valid readings, {len(expected.faults)} injected faults) at {rate:g} msg/s")
     run_task = asyncio.create_task(pipeline.run(), name="pipeline")
     try:
-        return await _drive(settings, pipeline, run_task, sim, stop_sim, first_ms, last_ms, before)
+        return await _drive(settings, pipeline, run_task, sim, stop_sim, (first_ms, last_ms, before),
+                            gateway)
     finally:
         stop_sim.set()
         pipeline.stop()
@@ -106,8 +109,11 @@ async def _run(settings: Settings, duration_s: float, rate: float, seed: int, ba
 
 
 async def _drive(settings: Settings, pipeline: Pipeline, run_task: asyncio.Task[None], sim: DistrictSimulator,
-                 stop_sim: threading.Event, first_ms: int, last_ms: int, before: Counter[str]) -> int:
-    from simulators.district import Progress, publish
+                 stop_sim: threading.Event, window: tuple[int, int, Counter[str]],
+                 gateway: tuple[str, str]) -> int:
+    """``window``: the run's first and last reading time, and the InfluxDB counts in it before the run."""
+    first_ms, last_ms, before = window
+    from simulators.district import MqttTarget, Progress, publish
 
     published = 0
 
@@ -118,7 +124,7 @@ async def _drive(settings: Settings, pipeline: Pipeline, run_task: asyncio.Task[
     await asyncio.sleep(0.5)  # let the pipeline subscribe before devices speak
     started = time.monotonic()
     sim_task = asyncio.create_task(asyncio.to_thread(
-        publish, sim, settings.mqtt.url, stop=stop_sim, progress=on_progress,
+        publish, sim, MqttTarget.from_url(settings.mqtt.url, *gateway), stop=stop_sim, progress=on_progress,
         client_id=f"ct-demo-sim-{sim.seed}"), name="simulator")
     while not sim_task.done():
         await asyncio.wait({sim_task}, timeout=PROGRESS_EVERY_S)
@@ -170,11 +176,16 @@ def run_demo(settings: Settings, *, duration_s: float, rate: float, seed: int, b
     except ServiceError as exc:
         print(f"cannot start local services: {exc}")
         return 1
+    # The local broker runs with credentials and ACLs written from the inventory: the pipeline logs in
+    # with its own account; the simulator, one process speaking for 1,637 devices, as the site gateway
+    # (paho needs a socket pair per connection, and select() stops at 1,024 descriptors).
+    credentials = local_credentials(settings)
+    settings = settings.model_copy(update={"mqtt": credentials.pipeline_mqtt(settings.mqtt)})
     if settings.http.port and not port_is_free(settings.http.port, urlsplit(f"http://{settings.http.host}").hostname
                                                or "127.0.0.1"):
         settings = settings.model_copy(update={"http": settings.http.model_copy(update={"port": 0})})
     try:
-        return asyncio.run(_run(settings, duration_s, rate, seed, bad))
+        return asyncio.run(_run(settings, duration_s, rate, seed, bad, credentials.gateway))
     finally:
         if keep_services:
             print("\nservices left running: `citytelemetry services down` stops them")

@@ -27,6 +27,7 @@ from citytelemetry.security.tls import LocalPki
 
 DEFAULT_PIPELINE_USER = "citytelemetry"
 OPERATOR_USER = "ct-operator"  # reads dead letters and status: `mosquitto_sub` for people
+GATEWAY_USER = "ct-sim-gateway"  # publishes for every device of the sites: the whole-district simulator
 
 
 def security_dir(settings: Settings) -> Path:
@@ -71,6 +72,10 @@ class LocalCredentials:
     def operator(self) -> tuple[str, str]:
         return OPERATOR_USER, self.source.service_password(OPERATOR_USER)
 
+    @property
+    def gateway(self) -> tuple[str, str]:
+        return GATEWAY_USER, self.source.service_password(GATEWAY_USER)
+
     def device(self, device_id: str) -> tuple[str, str]:
         """(username, password) of a device: the username is the device id."""
         return device_id, self.source.device_password(device_id)
@@ -95,7 +100,7 @@ def broker_access(settings: Settings, catalog: Catalog) -> BrokerAccess:
     devices = tuple(DeviceAccount(d.id, d.site, d.system.value) for d in sorted(catalog.devices.values(),
                                                                                    key=lambda d: d.id))
     return BrokerAccess(prefix=settings.mqtt.topic_prefix, pipeline_users=(pipeline_user(settings),),
-                        devices=devices, operator_users=(OPERATOR_USER,))
+                        devices=devices, operator_users=(OPERATOR_USER,), gateway_users=(GATEWAY_USER,))
 
 
 def prepare_broker(settings: Settings, catalog: Catalog, *, tls: bool | None = None) -> BrokerFiles:
@@ -103,7 +108,7 @@ def prepare_broker(settings: Settings, catalog: Catalog, *, tls: bool | None = N
     directory = security_dir(settings)
     creds = local_credentials(settings)
     access = broker_access(settings, catalog)
-    entries = [(creds.pipeline_user, creds.pipeline_password), creds.operator,
+    entries = [(creds.pipeline_user, creds.pipeline_password), creds.operator, creds.gateway,
                *(creds.device(d.device_id) for d in access.devices)]
     files = BrokerFiles(directory / "mosquitto" / "passwd", directory / "mosquitto" / "acl", None)
     write_private(files.password_file, password_file(entries))

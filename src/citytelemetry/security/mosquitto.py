@@ -63,11 +63,13 @@ class BrokerAccess:
     pipeline_users: tuple[str, ...]
     devices: tuple[DeviceAccount, ...]
     operator_users: tuple[str, ...] = ()
+    gateway_users: tuple[str, ...] = ()  # may publish telemetry and status for every device of the sites
 
     def __post_init__(self) -> None:
         if not _PREFIX.fullmatch(self.prefix):
             raise SecurityError(f"topic prefix {self.prefix!r} is not a plain topic path")
-        names = [*self.pipeline_users, *self.operator_users, *(d.device_id for d in self.devices)]
+        names = [*self.pipeline_users, *self.operator_users, *self.gateway_users,
+                 *(d.device_id for d in self.devices)]
         for name in names:
             _safe("username", name)
         if len(set(names)) != len(names):
@@ -75,7 +77,7 @@ class BrokerAccess:
             raise SecurityError(f"usernames used twice (a device id equal to a service account?): {dupes[:5]}")
 
     def usernames(self) -> list[str]:
-        return [*self.pipeline_users, *self.operator_users, *(d.device_id for d in self.devices)]
+        return [*self.pipeline_users, *self.operator_users, *self.gateway_users, *(d.device_id for d in self.devices)]
 
     def acl(self) -> str:
         p = self.prefix
@@ -90,6 +92,13 @@ class BrokerAccess:
         for user in self.operator_users:
             out += ["# operator: watches dead letters and device status", f"user {user}",
                     f"topic read {p}/deadletter/#", f"topic read {p}/+/+/+/{STATUS}", ""]
+        sites = sorted({device.site for device in self.devices})
+        for user in self.gateway_users:
+            out += ["# gateway: speaks for the devices of its sites (a field gateway, or the district simulator,",
+                    "# whose one process cannot hold a connection per device); the pipeline still checks identity",
+                    f"user {user}"]
+            out += [f"topic write {p}/{site}/+/+/{kind}" for site in sites for kind in (TELEMETRY, STATUS)]
+            out += [""]
         for device in self.devices:
             telemetry, status = device.topics(p)
             out += [f"user {device.device_id}", f"topic write {telemetry}", f"topic write {status}", ""]

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 from collections.abc import Sequence
 
 import aiohttp
 
 from citytelemetry.sink.errors import RetryableWriteError, classify_status
+
+
+def _basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
 class InfluxV1Writer:
@@ -22,13 +27,14 @@ class InfluxV1Writer:
         self._params = {"db": database, "precision": "ns"}
         if retention_policy:
             self._params["rp"] = retention_policy
-        self._auth = aiohttp.BasicAuth(username, password or "") if username else None
+        # A header, not aiohttp.BasicAuth / auth=: both are deprecated in aiohttp 3.14.
+        self._headers = {"Authorization": _basic(username, password or "")} if username else {}
         self._timeout = timeout_s
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:  # created lazily: a session must be made inside the running loop
-            self._session = aiohttp.ClientSession(auth=self._auth,
+            self._session = aiohttp.ClientSession(headers=self._headers,
                                                   timeout=aiohttp.ClientTimeout(total=self._timeout))
         return self._session
 
