@@ -3,7 +3,7 @@
     security init              create the secret (once), write the broker's password and ACL files
     security acl [--reload]    rewrite them from the inventory (after an inventory change), reload the broker
     security rotate --device ID | --service USER | --influx USER   a new password for one account
-    security credential --device ID | --pipeline | --operator | --influx USER   print one credential
+    security credential --device ID | --pipeline | --operator | --gateway | --influx USER   print one credential
     security certs [--host NAME] [--client NAME] [--renew]   local CA and certificates
     security influx-users      admin, write-only pipeline and read-only dashboard users in InfluxDB 1.x
 
@@ -39,6 +39,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     who.add_argument("--service", help="a broker service account, e.g. citytelemetry (rotate)")
     who.add_argument("--pipeline", action="store_true", help="the pipeline's broker account (credential)")
     who.add_argument("--operator", action="store_true", help="the operator's broker account (credential)")
+    who.add_argument("--gateway", action="store_true", help="the site gateway account the simulator uses (credential)")
     who.add_argument("--influx", metavar="USER", help=f"an InfluxDB user: {ADMIN}, {WRITER}, {READER}")
     parser.add_argument("--reload", action="store_true", help="acl/rotate: make the running local broker reread them")
     parser.add_argument("--rotate-secret", action="store_true", help="init: new secret = every credential changes")
@@ -77,7 +78,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
 def _write_broker_files(settings: Settings, out: TextIO) -> BrokerFiles:
     catalog = load_catalog(settings.pipeline.profiles_dir, settings.pipeline.inventory_dir)
     files = prepare_broker(settings, catalog)
-    out.write(f"wrote {files.password_file} ({len(catalog.devices)} devices + pipeline + operator) "
+    out.write(f"wrote {files.password_file} ({len(catalog.devices)} devices + pipeline + operator + gateway) "
               f"and {files.acl_file}\n")
     return files
 
@@ -147,10 +148,12 @@ def _credential(args: argparse.Namespace, settings: Settings, out: TextIO) -> in
         user, password = creds.pipeline_user, creds.pipeline_password
     elif args.operator:
         user, password = creds.operator
+    elif args.gateway:
+        user, password = creds.gateway
     elif args.influx:
         user, password = args.influx, creds.source.influx_password(args.influx)
     else:
-        raise SecurityError("credential needs --device ID, --pipeline, --operator or --influx USER")
+        raise SecurityError("credential needs --device ID, --pipeline, --operator, --gateway or --influx USER")
     out.write(f"username={user}\npassword={password}\n")
     return 0
 
