@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,14 @@ class PipelineConfig:
     shared_group: str | None = None
     alerts: bool = True
 
+    def _rules_dir(self) -> Path:
+        """The synthetic devices have no district types: keep the generic rules (freshness, coverage,
+        completeness) besides the threshold rules generated from the bench profile."""
+        rules = self.work_dir / "alert_rules"
+        rules.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(__file__).resolve().parents[1] / "alert_rules" / "site.yaml", rules / "site.yaml")
+        return rules
+
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CITYTELEMETRY_")}
         env.update({
@@ -41,6 +50,7 @@ class PipelineConfig:
             "CITYTELEMETRY_PIPELINE__INVENTORY_DIR": str(self.inventory_dir),
             "CITYTELEMETRY_ALERTS__ENABLED": "true" if self.alerts else "false",
             "CITYTELEMETRY_ALERTS__STATE_FILE": str(self.work_dir / f"alert-state-{self.client_id}.json"),
+            "CITYTELEMETRY_ALERTS__RULES_DIR": str(self._rules_dir()),
             "CITYTELEMETRY_PIPELINE__SPOOL_DIR": str(self.work_dir / f"spool-{self.client_id}"),
         })
         if self.shared_group:
