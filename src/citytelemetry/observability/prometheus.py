@@ -26,7 +26,8 @@ class PipelineCollector(Collector):
                                   "MQTT messages whose fate is durable (then acknowledged)", value=s.messages_settled)
         for name, doc, counter in (
             ("citytelemetry_readings_accepted", "readings that passed validation", s.readings_accepted),
-            ("citytelemetry_readings_landed", "accepted readings made durable (spool, or InfluxDB without a spool)", s.readings_landed),
+            ("citytelemetry_readings_landed", "accepted readings made durable (spool, or InfluxDB without one)",
+             s.readings_landed),
         ):
             family = CounterMetricFamily(name, doc, labels=["system"])
             for system, value in sorted(counter.items()):
