@@ -87,6 +87,7 @@ class InfluxSettings(Section):
     bucket: str | None = None
     token: SecretStr | None = None
     timeout_s: float = Field(default=10.0, gt=0, le=300)
+    ca_file: Path | None = None  # https:// with a private CA (e.g. `citytelemetry security certs`)
     create_database: bool = True  # v1: CREATE DATABASE at start (needs admin rights; off for least privilege)
 
     @field_validator("url")
@@ -105,6 +106,7 @@ class InfluxSettings(Section):
 
 class AlertmanagerSettings(Section):
     url: str = "http://127.0.0.1:19093"
+    ca_file: Path | None = None  # https:// with a private CA
 
     @field_validator("url")
     @classmethod

@@ -62,21 +62,14 @@ def test_setup_is_idempotent(secure_influx: SecureInflux) -> None:
                                                      "values": [[DB, "WRITE"]]}]}
 
 
-def test_the_write_only_user_writes_but_cannot_read_or_administer(secure_influx: SecureInflux) -> None:
-    import ssl
-
-    # The pipeline's InfluxV1Writer cannot be given a CA yet (aiohttp's default trust store; an
-    # `influx.ca_file` setting is reported as needed), so write with the same endpoint and credentials here.
-    context = ssl.create_default_context(cafile=str(secure_influx.ca_file))
-    import base64
-    import urllib.request
-
-    request = urllib.request.Request(f"{secure_influx.url}/write?db={DB}", data=b"probe,device=d v=1i 1000000000",
-                                     method="POST")
-    token = f"{secure_influx.users.writer.username}:{secure_influx.users.writer.password}"
-    request.add_header("Authorization", "Basic " + base64.b64encode(token.encode()).decode())
-    with urllib.request.urlopen(request, timeout=10, context=context) as response:
-        assert response.status == 204
+async def test_the_write_only_user_writes_but_cannot_read_or_administer(secure_influx: SecureInflux) -> None:
+    # The pipeline's own writer, over https:// verified against the local CA (influx.ca_file).
+    writer = InfluxV1Writer(secure_influx.url, DB, username=secure_influx.users.writer.username,
+                            password=secure_influx.users.writer.password, ca_file=secure_influx.ca_file)
+    try:
+        await writer.write([b"probe,device=d v=1i 1000000000"])
+    finally:
+        await writer.aclose()
 
     with pytest.raises(SecurityError, match="not authorized") as read:
         query(secure_influx, secure_influx.users.writer, "SELECT * FROM probe")
@@ -111,11 +104,8 @@ def test_https_certificate_is_verified_by_default(secure_influx: SecureInflux, t
         InfluxAdmin(secure_influx.url, secure_influx.users.admin, ca_file=stranger.cert).query("SHOW DATABASES")
 
 
-# aiohttp leaves the socket of a failed handshake to the GC; InfluxV1Writer still uses aiohttp.BasicAuth,
-# deprecated in aiohttp 3.14 (reported to the lead).
+# aiohttp leaves the socket of a failed handshake to the GC.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-@pytest.mark.filterwarnings("ignore:BasicAuth is deprecated:DeprecationWarning")
-@pytest.mark.filterwarnings("ignore:The 'auth' parameter is deprecated:DeprecationWarning")
 async def test_the_pipeline_writer_refuses_an_unverified_certificate_without_echoing_the_password(
         secure_influx: SecureInflux) -> None:
     writer = InfluxV1Writer(secure_influx.url, DB, username="ct_writer", password=secure_influx.users.writer.password)

@@ -48,7 +48,8 @@ class AlertEngine:
         self.clock = EventClock(clock)
         self.delivery = AlertmanagerQueue(settings.alertmanager.url, timeout_s=a.request_timeout_s,
                                           max_queued=a.max_queued, resend_interval_s=a.resend_interval_s,
-                                          generator_url=a.generator_url, wall_ms=self.clock.wall_ms)
+                                          generator_url=a.generator_url, wall_ms=self.clock.wall_ms,
+                                          ca_file=settings.alertmanager.ca_file)
         self._by_type = {k: tuple(v) for k, v in self.ruleset.by_type.items()}
         self._every = tuple(self.ruleset.every_reading)
         self.readings = self.transitions = self.errors = 0

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import ssl
 from collections.abc import Sequence
+from pathlib import Path
 
 import aiohttp
 
@@ -19,7 +21,7 @@ def _basic(username: str, password: str) -> str:
 class InfluxV1Writer:
     def __init__(self, url: str, database: str, *, retention_policy: str | None = None,
                  username: str | None = None, password: str | None = None, timeout_s: float = 10.0,
-                 create_database: bool = False) -> None:
+                 create_database: bool = False, ca_file: Path | None = None) -> None:
         self._base = url.rstrip("/")
         self._url = self._base + "/write"
         self._database = database
@@ -30,11 +32,14 @@ class InfluxV1Writer:
         # A header, not aiohttp.BasicAuth / auth=: both are deprecated in aiohttp 3.14.
         self._headers = {"Authorization": _basic(username, password or "")} if username else {}
         self._timeout = timeout_s
+        # Certificate verification is always on; a private CA is added, never verification removed.
+        self._ssl = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:  # created lazily: a session must be made inside the running loop
             self._session = aiohttp.ClientSession(headers=self._headers,
+                                                  connector=aiohttp.TCPConnector(ssl=self._ssl),
                                                   timeout=aiohttp.ClientTimeout(total=self._timeout))
         return self._session
 

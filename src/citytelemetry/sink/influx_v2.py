@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import cast
 
 import aiohttp
@@ -18,7 +19,9 @@ NS_PRECISION = cast("WritePrecision", WritePrecision.NS)
 
 
 class InfluxV2Writer:
-    def __init__(self, url: str, *, org: str, bucket: str, token: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, *, org: str, bucket: str, token: str, timeout_s: float = 10.0,
+                 ca_file: Path | None = None) -> None:
+        self._ca_file = str(ca_file) if ca_file else None
         self._url, self._org, self._bucket, self._token = url, org, bucket, token
         self._timeout_ms = int(timeout_s * 1000)
         self._timeout_s = timeout_s
@@ -27,7 +30,7 @@ class InfluxV2Writer:
     def _api(self) -> InfluxDBClientAsync:
         if self._client is None:  # created lazily: it opens an aiohttp session bound to the running loop
             self._client = InfluxDBClientAsync(url=self._url, token=self._token, org=self._org,
-                                               timeout=self._timeout_ms)
+                                               timeout=self._timeout_ms, ssl_ca_cert=self._ca_file)
         return self._client
 
     async def write(self, lines: Sequence[bytes]) -> None:
