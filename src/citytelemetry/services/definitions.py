@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from citytelemetry.services.ports import LOOPBACK, free_port
-from citytelemetry.services.probes import HttpProbe, TcpProbe
+from citytelemetry.services.probes import HttpProbe, TcpProbe, answers
 from citytelemetry.services.spec import ConfigFile, ServiceSpec
 
 DEPLOY_DIR = Path(__file__).resolve().parents[3] / "deploy"
@@ -54,13 +54,7 @@ class TlsHttpProbe:
         except OSError:
             return False
         conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=context)
-        try:
-            conn.request("GET", self.path)
-            return conn.getresponse().status == self.status
-        except (OSError, http.client.HTTPException):
-            return False
-        finally:
-            conn.close()
+        return answers(conn, self.path, self.status)
 
 
 def _mosquitto_access(auth: MosquittoAuth | None) -> str:

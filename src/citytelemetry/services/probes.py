@@ -44,11 +44,16 @@ class HttpProbe:
         self.timeout = timeout
 
     def __call__(self) -> bool:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-        try:
-            conn.request("GET", self.path)
-            return conn.getresponse().status == self.status
-        except (OSError, http.client.HTTPException):
-            return False
-        finally:
-            conn.close()
+        return answers(http.client.HTTPConnection(self.host, self.port, timeout=self.timeout), self.path,
+                       self.status)
+
+
+def answers(conn: http.client.HTTPConnection, path: str, status: int) -> bool:
+    """GET ``path`` on ``conn`` (plain or TLS) and say whether it answered ``status``; always closes."""
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status == status
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
