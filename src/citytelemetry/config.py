@@ -56,6 +56,9 @@ class MqttSettings(Section):
     session_expiry_s: int = Field(default=86_400, ge=0)
     ca_file: Path | None = None
     publish_deadletters: bool = True
+    # mqtt5: our asyncio session on the `mqtt5` packet codec (fast path, docs/performance.md);
+    # aiomqtt: aiomqtt on paho-mqtt. Same contract, same tests.
+    client: Literal["mqtt5", "aiomqtt"] = "mqtt5"
 
     @field_validator("url")
     @classmethod

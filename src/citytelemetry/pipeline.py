@@ -14,11 +14,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-import aiomqtt
-
 from citytelemetry.config import Settings
 from citytelemetry.contracts import AlertEvaluator, EmitLines, InboundMessage, LineWriter
-from citytelemetry.ingest.mqtt_source import MqttSource
+from citytelemetry.ingest.broker import BrokerError, BrokerSource
+from citytelemetry.ingest.factory import open_source
 from citytelemetry.ingest.topics import deadletter_topic
 from citytelemetry.observability.completeness import CompletenessTracker
 from citytelemetry.observability.http import start_http
@@ -68,7 +67,7 @@ class Pipeline:
             self.sink = SpooledSink(self.spool, buffer, memory_lines=p.spool_memory_lines)
         self._notices: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=NOTICE_QUEUE)
         self._stop = asyncio.Event()
-        self._source: MqttSource | None = None
+        self._source: BrokerSource | None = None
         self._reject_log = RateLimitedLog(log)
         self._system_of = {device.id: device.system.value for device in catalog.devices.values()}
         self.completeness = CompletenessTracker(catalog)
@@ -132,14 +131,14 @@ class Pipeline:
         attempt = 0
         while not self._stop.is_set():
             try:
-                async with MqttSource(self.settings.mqtt) as source:
+                async with open_source(self.settings.mqtt) as source:
                     self._source = source
                     self.stats.mqtt_connected = True
                     self.stats.mqtt_connects += 1
                     attempt = 0
                     await self._pump_until_stopped(source)
                     await self._drain_before_disconnect()
-            except aiomqtt.MqttError as exc:
+            except BrokerError as exc:
                 delay = backoff.delay(attempt)
                 attempt += 1
                 log.warning("MQTT connection to %s lost or refused (%s); reconnecting in %.1f s",
@@ -151,7 +150,7 @@ class Pipeline:
                 self._source = None
                 self.stats.mqtt_connected = False
 
-    async def _pump_until_stopped(self, source: MqttSource) -> None:
+    async def _pump_until_stopped(self, source: BrokerSource) -> None:
         pump = asyncio.create_task(self._pump(source), name="mqtt-pump")
         stopped = asyncio.create_task(self._stop.wait(), name="stop-wait")
         try:
@@ -161,7 +160,7 @@ class Pipeline:
                 task.cancel()
             results = await asyncio.gather(pump, stopped, return_exceptions=True)
         if isinstance(results[0], Exception):
-            raise results[0]  # MqttError: reconnect; anything else is a bug: stop loudly, do not loop
+            raise results[0]  # BrokerError: reconnect; anything else is a bug: stop loudly, do not loop
 
     async def _drain_before_disconnect(self) -> None:
         """Write what was received so its acknowledgements go out on this session."""
@@ -175,10 +174,10 @@ class Pipeline:
                 self.sink.pending)
 
     # -- per message -----------------------------------------------------------------------------
-    async def _pump(self, source: MqttSource) -> None:
+    async def _pump(self, source: BrokerSource) -> None:
         async for message in source.messages():
             await self.handle(message)
-            self.stats.in_flight_messages = source.acks.in_flight
+            self.stats.in_flight_messages = source.in_flight
 
     async def handle(self, message: InboundMessage) -> None:
         stats = self.stats
@@ -216,7 +215,7 @@ class Pipeline:
             delivery.settle()
             source = self._source
             if source is not None:
-                stats.in_flight_messages = source.acks.in_flight
+                stats.in_flight_messages = source.in_flight
 
         await self.sink.put(lines, on_durable)
 
@@ -273,7 +272,7 @@ class Pipeline:
         try:
             await source.publish(topic, payload, qos=1)
             self.stats.deadletters_published += 1
-        except aiomqtt.MqttError:
+        except BrokerError:
             self.stats.deadletter_publish_failures += 1
 
 

@@ -9,10 +9,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import aiomqtt
 import pytest
 
-from citytelemetry.ingest.mqtt_source import MqttSource
+from citytelemetry.ingest.broker import BrokerError
+from citytelemetry.ingest.factory import open_source
 from citytelemetry.security.tls import LocalPki
 
 from .conftest import MqttProbeClient, SecureBroker
@@ -162,8 +162,8 @@ async def test_the_pipeline_verifies_the_broker_certificate_by_default(
         ca_file = stranger.ensure_ca().cert
     settings = secure_broker.creds.pipeline_mqtt(secure_broker.settings.mqtt).model_copy(
         update={"ca_file": ca_file, "client_id": "ct-tls-check"})
-    with pytest.raises(aiomqtt.MqttError, match=r"(?i)certificate verify failed"):
-        async with MqttSource(settings, connect_timeout_s=5):
+    with pytest.raises(BrokerError, match=r"(?i)certificate verify failed"):
+        async with open_source(settings, connect_timeout_s=5):
             pass
     gc.collect()  # the leaked socket's warning is raised here, inside this test's filter
 
@@ -172,5 +172,5 @@ async def test_the_pipeline_connects_with_its_credential_and_the_local_ca(secure
     settings = secure_broker.creds.pipeline_mqtt(secure_broker.settings.mqtt).model_copy(
         update={"client_id": "ct-tls-ok", "session_expiry_s": 0})
     assert settings.ca_file == secure_broker.ca_file
-    async with MqttSource(settings, connect_timeout_s=5) as source:
+    async with open_source(settings, connect_timeout_s=5) as source:
         assert source.state.value == "connected"

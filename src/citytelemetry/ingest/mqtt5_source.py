@@ -1,0 +1,330 @@
+"""The default MQTT source: an asyncio protocol on the ``mqtt5`` packet codec (MQTT 5 only).
+
+Why not aiomqtt on this path: measured side by side (bench/RESULTS.md, 2026-11-28), a bare aiomqtt
+subscriber drains 9k msg/s here, paho builds a ``Properties`` object and an ``MQTTMessageInfo`` with a
+``threading.Condition`` for every PUBLISH and reads the fixed header one ``recv`` at a time; the same
+subscriber on the ``mqtt5`` Rust codec (the codec aiomqtt 3 is built on) drains 460k+ msg/s. Packet
+encoding and decoding stay the codec's; this module keeps only the session, which aiomqtt 2 does not
+let us control anyway (manual acks reach into paho):
+
+- CONNECT with ``clean_start=False``, a session expiry and our receive maximum; CONNACK checked.
+- SUBSCRIBE at QoS 1, SUBACK checked filter by filter.
+- QoS 1 PUBLISH in; PUBACKs only when settled, in receive order (``AckTracker``), coalesced into one
+  socket write per event-loop turn.
+- Back-pressure: socket reads pause while ``receive_maximum`` messages wait to be consumed, so memory is
+  bounded by the window even if a broker sends more than it should.
+- Keepalive: PINGREQ every half interval; the connection is declared dead if the broker sends
+  nothing for 1.5 intervals while we are reading.
+- Our own QoS 1 publishes (dead-letter notices) wait for their PUBACK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Self
+
+import mqtt5
+
+from citytelemetry.config import MqttSettings
+from citytelemetry.contracts import InboundMessage
+from citytelemetry.ingest.acks import AckTracker
+from citytelemetry.ingest.broker import BrokerError, SourceState, endpoint, filters, tls_context
+
+log = logging.getLogger(__name__)
+DISCONNECT_WAIT_S = 2.0
+FAILURE = 0x80  # MQTT 5 reason codes from 0x80 up are failures
+
+
+class _SessionProtocol(asyncio.Protocol):
+    """Bytes in -> packets; PUBLISH packets queue in ``inbox`` for ``Mqtt5Source.messages``."""
+
+    def __init__(self, high_water: int) -> None:
+        self._buffer = bytearray()
+        self._high_water = high_water
+        self._low_water = high_water // 2
+        self.transport: asyncio.Transport | None = None
+        self.inbox: deque[tuple[mqtt5.PublishPacket, int]] = deque()
+        self.paused = False
+        self.last_received = time.monotonic()
+        self.error: BrokerError | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.connack: asyncio.Future[mqtt5.ConnAckPacket] = asyncio.get_running_loop().create_future()
+        self.replies: dict[int, asyncio.Future[mqtt5.SubAckPacket | mqtt5.PubAckPacket]] = {}  # by packet id
+        self._waiter: asyncio.Future[None] | None = None
+        self._outgoing: list[bytes] = []
+        self._flush_scheduled = False
+
+    # -- asyncio.Protocol -------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer.extend(data)
+        self.last_received = time.monotonic()
+        try:
+            consumed = self._read_packets(buffer, time.time_ns() // 1_000_000)
+        except ValueError as err:
+            self.fail(BrokerError(f"malformed or unexpected packet from the broker: {err}"))
+            return
+        del buffer[:consumed]
+        inbox = self.inbox
+        if len(inbox) >= self._high_water and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        if inbox:
+            self._wake()
+
+    def _read_packets(self, buffer: bytearray, received_ms: int) -> int:
+        """Decode every complete packet in ``buffer``; returns how many bytes they took."""
+        inbox, offset, read, publish = self.inbox, 0, mqtt5.read, mqtt5.PublishPacket
+        with memoryview(buffer) as view:
+            while offset < len(buffer):
+                try:
+                    packet, size = read(view[offset:])
+                except IndexError:  # the rest of a packet is still on its way
+                    break
+                offset += size
+                if type(packet) is publish:
+                    if packet.qos.value > 1:
+                        raise ValueError("QoS 2 PUBLISH on our QoS 1 subscription (the broker must downgrade)")
+                    inbox.append((packet, received_ms))
+                else:
+                    self._control(packet)
+        return offset
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(BrokerError(f"connection lost: {exc}" if exc else "connection closed"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    # -- control packets -------------------------------------------------------------------------
+    def _control(self, packet: mqtt5.Packet) -> None:
+        if isinstance(packet, mqtt5.ConnAckPacket):
+            if not self.connack.done():
+                self.connack.set_result(packet)
+        elif isinstance(packet, mqtt5.SubAckPacket | mqtt5.PubAckPacket):
+            reply = self.replies.pop(packet.packet_id, None)
+            if reply is not None and not reply.done():
+                reply.set_result(packet)
+        elif isinstance(packet, mqtt5.DisconnectPacket):
+            reason = f"{packet.reason_code.name}{f': {packet.reason_str}' if packet.reason_str else ''}"
+            self.fail(BrokerError(f"the broker disconnected us ({reason})"))
+        elif not isinstance(packet, mqtt5.PingRespPacket):  # PINGRESP only refreshes last_received
+            self.fail(BrokerError(f"unexpected {type(packet).__name__} from the broker"))
+
+    def fail(self, error: BrokerError) -> None:
+        """The session is over: wake every waiter with the first error and drop the connection."""
+        if self.error is None:
+            self.error = error
+        if not self.connack.done():
+            self.connack.set_exception(self.error)
+        for reply in self.replies.values():
+            if not reply.done():
+                reply.set_exception(self.error)
+        self.replies.clear()
+        self._wake()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
+
+    # -- consumer side ---------------------------------------------------------------------------
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait_for_messages(self) -> None:
+        if self.error is None and not self.inbox:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def consumed(self) -> None:
+        if self.paused and len(self.inbox) <= self._low_water and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+
+    # -- writing ---------------------------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        """Queue bytes for this loop turn's single write: PUBACKs settle in bursts of one group commit."""
+        self._outgoing.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        if self._outgoing and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(self._outgoing))
+        self._outgoing.clear()
+
+
+class Mqtt5Source:
+    """One connection = one session attachment (``BrokerSource``). Re-create it to reconnect."""
+
+    def __init__(self, settings: MqttSettings, *, connect_timeout_s: float = 10.0) -> None:
+        self._settings = settings
+        self._connect_timeout_s = connect_timeout_s
+        self.state = SourceState.NEW
+        self._protocol: _SessionProtocol | None = None
+        self._keepalive: asyncio.Task[None] | None = None
+        self._next_packet_id = 0
+        self._publish_slots = asyncio.Semaphore(1)
+        self.acks = AckTracker(self._ack)
+        self.session_present = False
+
+    @property
+    def in_flight(self) -> int:
+        return self.acks.in_flight
+
+    def _session(self) -> _SessionProtocol:
+        if self._protocol is None or self.state is not SourceState.CONNECTED:
+            raise BrokerError("not connected")
+        return self._protocol
+
+    def _ack(self, mid: int, qos: int) -> None:
+        if qos == 1 and self._protocol is not None:
+            self._protocol.send(mqtt5.PubAckPacket(mid).write())
+
+    def _packet_id(self, session: _SessionProtocol) -> int:
+        while True:
+            self._next_packet_id = self._next_packet_id % 65535 + 1
+            if self._next_packet_id not in session.replies:
+                return self._next_packet_id
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        if self.state is not SourceState.NEW:
+            raise RuntimeError("an Mqtt5Source connects once; create a new one to reconnect")
+        self.state = SourceState.CONNECTED
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                await self._connect()
+                await self._subscribe()
+        except BaseException as err:
+            await self.__aexit__(None, None, None)
+            if isinstance(err, TimeoutError):
+                raise BrokerError(f"no answer from {endpoint(self._settings)} within "
+                                  f"{self._connect_timeout_s:g} s") from err
+            if isinstance(err, OSError):
+                raise BrokerError(f"cannot connect to {endpoint(self._settings)}: {err}") from err
+            raise
+        log.info("connected to %s as %s (mqtt5, session %s), subscribed to %s", endpoint(self._settings),
+                 self._settings.client_id, "resumed" if self.session_present else "new", filters(self._settings))
+        return self
+
+    async def _connect(self) -> None:
+        settings = self._settings
+        context = tls_context(settings)
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_connection(
+            lambda: _SessionProtocol(settings.receive_maximum), settings.host, settings.port,
+            ssl=context, server_hostname=settings.host if context else None)
+        self._protocol = protocol
+        password = settings.password.get_secret_value().encode() if settings.password else None
+        protocol.send(mqtt5.ConnectPacket(
+            settings.client_id, username=settings.username, password=password,
+            clean_start=False,  # resume the persistent session: unacked messages are redelivered
+            keep_alive=settings.keepalive_s, session_expiry_interval=settings.session_expiry_s,
+            receive_max=settings.receive_maximum).write())
+        connack = await protocol.connack
+        if connack.reason_code != mqtt5.ConnAckReasonCode.SUCCESS:
+            detail = f": {connack.reason_str}" if connack.reason_str else ""
+            raise BrokerError(f"{endpoint(settings)} refused the connection: {connack.reason_code.name}{detail}")
+        self.session_present = connack.session_present
+        # The broker's own limit on QoS 1 messages we may have in flight to it (our notices).
+        self._publish_slots = asyncio.Semaphore(max(1, connack.receive_max))
+        keepalive = connack.server_keep_alive or settings.keepalive_s
+        self._keepalive = asyncio.create_task(self._keep_alive(protocol, keepalive), name="mqtt-keepalive")
+
+    async def _subscribe(self) -> None:
+        session = self._session()
+        wanted = filters(self._settings)
+        packet_id = self._packet_id(session)
+        reply = session.replies[packet_id] = asyncio.get_running_loop().create_future()
+        session.send(mqtt5.SubscribePacket(
+            packet_id, [mqtt5.TopicFilter(f, max_qos=mqtt5.QoS.AT_LEAST_ONCE) for f in wanted]).write())
+        suback = await reply
+        if not isinstance(suback, mqtt5.SubAckPacket):
+            raise BrokerError(f"the broker answered SUBSCRIBE with {type(suback).__name__}")
+        for topic_filter, code in zip(wanted, suback.reason_codes, strict=True):
+            if code.value >= FAILURE:
+                raise BrokerError(f"subscription to {topic_filter!r} refused: {code.name}")
+
+    async def _keep_alive(self, session: _SessionProtocol, interval_s: int) -> None:
+        ping = mqtt5.PingReqPacket().write()
+        while session.error is None:
+            await asyncio.sleep(interval_s / 2)
+            silent_s = time.monotonic() - session.last_received
+            # While reads are paused the broker's packets wait in the socket: silence proves nothing.
+            if not session.paused and silent_s > interval_s * 1.5:
+                session.fail(BrokerError(f"no packet from the broker for {silent_s:.0f} s (keepalive)"))
+                return
+            session.send(ping)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self.state is SourceState.CLOSED:
+            return
+        self.state = SourceState.CLOSED
+        self.acks.close()
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            await asyncio.gather(self._keepalive, return_exceptions=True)
+        session = self._protocol
+        if session is None or session.transport is None:
+            return
+        if session.error is None:
+            session.flush()  # acknowledgements already due go out before we leave
+            session.transport.write(mqtt5.DisconnectPacket().write())  # normal: the session is kept
+            session.transport.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DISCONNECT_WAIT_S):
+                await asyncio.shield(session.closed)
+
+    # -- data ------------------------------------------------------------------------------------
+    async def messages(self) -> AsyncIterator[InboundMessage]:
+        session = self._session()
+        inbox, track, consumed = session.inbox, self.acks.track, session.consumed
+        while True:
+            # After a connection loss what is still queued is dropped: it was never acknowledged, so
+            # the broker redelivers it on the next session.
+            if session.error is not None:
+                raise session.error
+            if not inbox:
+                await session.wait_for_messages()
+                continue
+            packet, received_ms = inbox.popleft()
+            consumed()
+            delivery = track(packet.packet_id or 0, packet.qos.value)
+            yield InboundMessage(packet.topic, packet.payload, received_ms, delivery)
+
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 1, timeout_s: float = 5.0) -> None:
+        session = self._session()
+        if qos == 0:
+            session.send(mqtt5.PublishPacket(topic, payload).write())
+            return
+        if qos != 1:
+            raise ValueError("the pipeline publishes at QoS 0 or 1")
+        async with self._publish_slots:
+            packet_id = self._packet_id(session)
+            reply = session.replies[packet_id] = asyncio.get_running_loop().create_future()
+            session.send(mqtt5.PublishPacket(topic, payload, qos=mqtt5.QoS.AT_LEAST_ONCE,
+                                             packet_id=packet_id).write())
+            try:
+                async with asyncio.timeout(timeout_s):
+                    puback = await reply
+            except TimeoutError as err:
+                session.replies.pop(packet_id, None)
+                raise BrokerError(f"no PUBACK for {topic!r} within {timeout_s:g} s") from err
+        if isinstance(puback, mqtt5.PubAckPacket) and puback.reason_code.value >= FAILURE:
+            raise BrokerError(f"the broker refused a publish to {topic!r}: {puback.reason_code.name}")
