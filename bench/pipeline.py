@@ -16,6 +16,15 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 READY_MARK = "subscribed to"
 
 
+def bench_rules_dir(work_dir: Path) -> Path:
+    """The synthetic devices have no district types: keep the generic rules (freshness, coverage,
+    completeness) besides the threshold rules generated from the bench profile."""
+    rules = work_dir / "alert_rules"
+    rules.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(__file__).resolve().parents[1] / "alert_rules" / "site.yaml", rules / "site.yaml")
+    return rules
+
+
 @dataclass(frozen=True, slots=True)
 class PipelineConfig:
     mqtt_url: str
@@ -28,14 +37,6 @@ class PipelineConfig:
     work_dir: Path  # cwd of the process (no citytelemetry.toml there) and home of its alert state
     shared_group: str | None = None
     alerts: bool = True
-
-    def _rules_dir(self) -> Path:
-        """The synthetic devices have no district types: keep the generic rules (freshness, coverage,
-        completeness) besides the threshold rules generated from the bench profile."""
-        rules = self.work_dir / "alert_rules"
-        rules.mkdir(parents=True, exist_ok=True)
-        shutil.copy(Path(__file__).resolve().parents[1] / "alert_rules" / "site.yaml", rules / "site.yaml")
-        return rules
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CITYTELEMETRY_")}
@@ -50,7 +51,7 @@ class PipelineConfig:
             "CITYTELEMETRY_PIPELINE__INVENTORY_DIR": str(self.inventory_dir),
             "CITYTELEMETRY_ALERTS__ENABLED": "true" if self.alerts else "false",
             "CITYTELEMETRY_ALERTS__STATE_FILE": str(self.work_dir / f"alert-state-{self.client_id}.json"),
-            "CITYTELEMETRY_ALERTS__RULES_DIR": str(self._rules_dir()),
+            "CITYTELEMETRY_ALERTS__RULES_DIR": str(bench_rules_dir(self.work_dir)),
             "CITYTELEMETRY_PIPELINE__SPOOL_DIR": str(self.work_dir / f"spool-{self.client_id}"),
         })
         if self.shared_group:

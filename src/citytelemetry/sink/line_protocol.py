@@ -19,6 +19,7 @@ _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "
 _STRING_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\", "\n": r"\n", "\r": r"\r"})
 
 NS_PER_MS = 1_000_000
+_INF = math.inf
 SEQ_FIELD = "seq"  # reserved: profiles may not name a measurement "seq"
 
 
@@ -74,13 +75,14 @@ def _series(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
     return series
 
 
-def _field_key(name: str) -> str:
-    escaped = _KEY_CACHE.get(name)
-    if escaped is None:
+def _field_prefix(name: str) -> str:
+    """``escaped_key=``: the part of a field that only depends on its name."""
+    prefix = _KEY_CACHE.get(name)
+    if prefix is None:
         if len(_KEY_CACHE) >= _CACHE_LIMIT:
             _KEY_CACHE.clear()
-        escaped = _KEY_CACHE[name] = escape_key(name)
-    return escaped
+        prefix = _KEY_CACHE[name] = escape_key(name) + "="
+    return prefix
 
 
 def reading_line(reading: Reading) -> bytes:
@@ -89,13 +91,12 @@ def reading_line(reading: Reading) -> bytes:
     parts = []
     for key, value in reading.fields.items():
         kind = type(value)
-        if kind is float:
-            text = repr(value) if math.isfinite(value) else format_field_value(value)  # type: ignore[arg-type]
+        if kind is float and -_INF < value < _INF:  # type: ignore[operator] # finite (NaN fails both)
+            parts.append(_field_prefix(key) + repr(value))
         elif kind is int:
-            text = f"{value}i"
+            parts.append(f"{_field_prefix(key)}{value}i")
         else:
-            text = format_field_value(value)
-        parts.append(f"{_field_key(key)}={text}")
+            parts.append(_field_prefix(key) + format_field_value(value))
     if reading.seq >= 0:  # status records have no sequence number
         parts.append(f"{SEQ_FIELD}={reading.seq}i")
     series = _series(reading.measurement, reading.tags)

@@ -1,0 +1,99 @@
+"""The pipeline's own per-message cost, without broker or database: ``Pipeline.handle`` in process.
+
+    .venv/bin/python -m bench.hotpath [--messages 50000] [--workloads W1,W2] [--no-alerts] [--spool] [--repeat 3]
+
+Feeds the bench workloads' real topics and payloads to the real ``Pipeline.handle`` (validation, line
+protocol, alert rules, batching; the spool when ``--spool``) with a writer that drops its batches, and
+prints CPU microseconds per message. What it leaves out (MQTT receive, PUBACKs, HTTP writes) is what
+``python -m bench`` part (c) adds. Use it to justify a hot-path change with a number before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.pipeline import bench_rules_dir
+from bench.workload import messages, workloads, write_profiles
+
+
+class _DropWriter:
+    def __init__(self) -> None:
+        self.lines = 0
+
+    async def write(self, lines: Sequence[bytes]) -> None:
+        self.lines += len(lines)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _Count:
+    __slots__ = ("settled",)
+
+    def __init__(self) -> None:
+        self.settled = 0
+
+    def settle(self) -> None:
+        self.settled += 1
+
+
+async def _measure(root: Path, name: str, count: int, *, alerts: bool, spool: bool) -> tuple[float, int]:
+    from citytelemetry.alerts import build_evaluator
+    from citytelemetry.config import Settings
+    from citytelemetry.contracts import InboundMessage
+    from citytelemetry.pipeline import Pipeline
+    from citytelemetry.profiles import load_catalog
+
+    work = next(w for w in workloads(1.0, messages=count) if w.name == name)
+    types_dir, inventory_dir = write_profiles(root / name, work.devices)
+    rules = bench_rules_dir(root / name)
+    settings = Settings.model_validate({
+        "mqtt": {"topic_prefix": "bench/hot"},
+        "pipeline": {"profiles_dir": str(types_dir), "inventory_dir": str(inventory_dir),
+                     "spool_dir": str(root / name / "spool") if spool else None},
+        "alerts": {"enabled": alerts, "rules_dir": str(rules), "state_file": str(root / name / "state.json")},
+    })
+    catalog = load_catalog(types_dir, inventory_dir)
+    factory = (lambda emit: build_evaluator(settings, catalog, emit)) if alerts else None
+    pipeline = Pipeline(settings, catalog, writer=_DropWriter(), evaluator_factory=factory)
+    if pipeline.spool is not None:
+        pipeline.spool.open()
+    base = int(time.time() * 1000) - 600_000
+    count_delivery = _Count()
+    inbound = [InboundMessage(topic, body, base, count_delivery)
+               for topic, body in messages(work, "bench/hot", part=0, parts=1, base_ms=base)]
+    flush = asyncio.create_task(pipeline.sink.run())
+    started = time.process_time()
+    for message in inbound:
+        await pipeline.handle(message)
+    await pipeline.sink.wait_settled()
+    cpu = time.process_time() - started
+    await pipeline.sink.close()
+    await flush
+    return cpu / len(inbound) * 1e6, count_delivery.settled
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=50_000)
+    parser.add_argument("--workloads", default="W1,W2")
+    parser.add_argument("--no-alerts", action="store_true")
+    parser.add_argument("--spool", action="store_true", help="through the write-ahead spool (fsync per group)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per workload; the best is printed")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="ct-hot-") as tmp:
+        for name in args.workloads.split(","):
+            runs = [asyncio.run(_measure(Path(tmp) / str(run), name, args.messages, alerts=not args.no_alerts,
+                                         spool=args.spool)) for run in range(args.repeat)]
+            micros = sorted(m for m, _ in runs)
+            print(f"{name}: {micros[0]:.1f} µs CPU per message, best of {len(runs)} (all: "
+                  f"{', '.join(f'{m:.1f}' for m in micros)}; {runs[0][1]} settled per run)")
+
+
+if __name__ == "__main__":
+    main()
