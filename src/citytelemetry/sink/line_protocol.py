@@ -10,7 +10,10 @@ and self-metrics add a sub-millisecond counter so that two of them never share a
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
+
+import orjson
 
 from citytelemetry.records import FieldValue, Reading
 
@@ -21,6 +24,7 @@ _STRING_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\", "\n": r"\n", "\r": r"
 NS_PER_MS = 1_000_000
 _INF = math.inf
 SEQ_FIELD = "seq"  # reserved: profiles may not name a measurement "seq"
+_SEQ = SEQ_FIELD.encode()
 
 
 def escape_measurement(name: str) -> str:
@@ -60,18 +64,20 @@ def format_line(measurement: str, tags: tuple[tuple[str, str], ...], fields: Map
 # Hot path (measured: 3.5 of 6.3 s per 100k readings went to escaping the same series and keys again):
 # the escaped "measurement,tags" of a series and escaped field keys are computed once and cached.
 # Both are bounded by the inventory and the profiles; the caches are cleared if they ever grow past that.
-_SERIES_CACHE: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+_SERIES_CACHE: dict[tuple[str, tuple[tuple[str, str], ...]], bytes] = {}
 _KEY_CACHE: dict[str, str] = {}
+_PLAIN_KEYS: dict[str, bool] = {}
 _CACHE_LIMIT = 200_000
+_plain_key = re.compile(r"[A-Za-z0-9_]+").fullmatch
 
 
-def _series(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+def _series(measurement: str, tags: tuple[tuple[str, str], ...]) -> bytes:
     key = (measurement, tags)
     series = _SERIES_CACHE.get(key)
     if series is None:
         if len(_SERIES_CACHE) >= _CACHE_LIMIT:
             _SERIES_CACHE.clear()
-        series = _SERIES_CACHE[key] = escape_measurement(measurement) + format_tags(tags)
+        series = _SERIES_CACHE[key] = (escape_measurement(measurement) + format_tags(tags)).encode()
     return series
 
 
@@ -85,19 +91,44 @@ def _field_prefix(name: str) -> str:
     return prefix
 
 
-def reading_line(reading: Reading) -> bytes:
-    """A reading's point; its device sequence number rides along as the integer field ``seq`` so that
-    completeness (gaps, duplicates) can be audited from InfluxDB alone."""
+def _plain_floats(fields: Mapping[str, FieldValue]) -> bool:
+    """Only finite floats under keys that need no escaping (every profile measurement is such a key)."""
+    plain = _PLAIN_KEYS
+    for key, value in fields.items():
+        if type(value) is not float or not -_INF < value < _INF:  # NaN fails both comparisons
+            return False
+        known = plain.get(key)
+        if known is None:
+            if len(plain) >= _CACHE_LIMIT:
+                plain.clear()
+            known = plain[key] = _plain_key(key) is not None
+        if not known:
+            return False
+    return True
+
+
+def _field_text(fields: Mapping[str, FieldValue]) -> bytes:
+    if fields and _plain_floats(fields):
+        # orjson writes {"k1":v1,"k2":v2}; with plain keys and finite floats, dropping the JSON punctuation
+        # leaves exactly k1=v1,k2=v2 (its shortest round-trip floats are valid line protocol floats).
+        # Measured: 0.7 µs for five fields against 2.3 µs with repr() per field.
+        return orjson.dumps(fields)[2:-1].replace(b'":', b"=").replace(b',"', b",")
     parts = []
-    for key, value in reading.fields.items():
+    for key, value in fields.items():
         kind = type(value)
-        if kind is float and -_INF < value < _INF:  # type: ignore[operator] # finite (NaN fails both)
-            parts.append(_field_prefix(key) + repr(value))
-        elif kind is int:
+        if kind is int:
             parts.append(f"{_field_prefix(key)}{value}i")
         else:
             parts.append(_field_prefix(key) + format_field_value(value))
-    if reading.seq >= 0:  # status records have no sequence number
-        parts.append(f"{SEQ_FIELD}={reading.seq}i")
+    return ",".join(parts).encode()
+
+
+def reading_line(reading: Reading) -> bytes:
+    """A reading's point; its device sequence number rides along as the integer field ``seq`` so that
+    completeness (gaps, duplicates) can be audited from InfluxDB alone."""
     series = _series(reading.measurement, reading.tags)
-    return f"{series} {','.join(parts)} {reading.timestamp_ms * NS_PER_MS}".encode()
+    fields = _field_text(reading.fields)
+    timestamp_ns = reading.timestamp_ms * NS_PER_MS
+    if reading.seq >= 0:  # status records have no sequence number
+        return b"%b %b,%b=%di %d" % (series, fields, _SEQ, reading.seq, timestamp_ns)
+    return b"%b %b %d" % (series, fields, timestamp_ns)
