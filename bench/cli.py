@@ -1,6 +1,6 @@
 """``python -m bench``: measure the broker, InfluxDB and the pipeline on the same workloads; print and record.
 
-    .venv/bin/python -m bench                       # everything at default scale (about 10-15 min, 2 cores)
+    .venv/bin/python -m bench                       # everything at default scale (about 20-25 min, 2 cores)
     .venv/bin/python -m bench --scale 0.05          # everything shrunk (counts, durations, rates)
     .venv/bin/python -m bench --only a,c --no-record
 """
@@ -18,12 +18,12 @@ import uuid
 from pathlib import Path
 
 from bench.machine import ROOT, describe
-from bench.parts import Context, part_a, part_b, part_c, part_d, part_e, part_f
+from bench.parts import Context, part_a, part_b, part_c, part_d, part_e, part_f, part_g
 from bench.results import Row, ratios, table
 from bench.services import private_services
 from bench.workload import workloads, write_profiles
 
-PARTS = ("a", "b", "c", "d", "e", "f")
+PARTS = ("a", "b", "c", "d", "e", "f", "g")
 SUBSCRIBERS = ("paho", "paho311", "mosquitto_sub", "aiomqtt", "gmqtt", "mqtt5")
 RESULTS = ROOT / "bench" / "RESULTS.md"
 
@@ -66,6 +66,7 @@ def run(ctx: Context, parts: list[str], names: list[str], subscribers: list[str]
             rows += part_b(ctx, work)
         if "c" in parts:
             rows.append(part_c(ctx, work))
+            rows.append(part_c(ctx, work, "aiomqtt"))
         if "d" in parts:
             rows.append(part_d(ctx, work))
     devices = chosen[0].devices if chosen else workloads(scale)[0].devices
@@ -75,6 +76,8 @@ def run(ctx: Context, parts: list[str], names: list[str], subscribers: list[str]
     if "f" in parts:
         rows.append(part_f(ctx, devices, rate=2000 * min(1.0, scale * 4), warmup_s=max(2.0, 10 * scale),
                            outage_s=max(3.0, 60 * scale)))
+    if "g" in parts:
+        rows.append(part_g(ctx, devices, rate=5000 * min(1.0, scale * 4), duration_s=max(3.0, 600 * scale)))
     return rows
 
 

@@ -47,12 +47,13 @@ class Context:
         return f"bench_{self.run_id}_{name}"
 
     def pipeline(self, name: str, database: str, prefix: str, *, client_id: str | None = None,
-                 group: str | None = None) -> PipelineProcess:
+                 group: str | None = None, mqtt_client: str = "mqtt5") -> PipelineProcess:
         s = self.services
         return PipelineProcess(PipelineConfig(
             mqtt_url=s.mqtt_url, influx_url=s.influx_url, database=database, topic_prefix=prefix,
             client_id=client_id or f"bench-{self.run_id}-{name}", profiles_dir=self.types_dir,
-            inventory_dir=self.inventory_dir, work_dir=self.work_dir, shared_group=group, alerts=self.alerts))
+            inventory_dir=self.inventory_dir, work_dir=self.work_dir, shared_group=group, alerts=self.alerts,
+            mqtt_client=mqtt_client))
 
 
 def _topic(prefix: str) -> str:
@@ -241,10 +242,13 @@ def _drain_pipelines(ctx: Context, work: Workload, name: str, procs: list[Pipeli
     return row, published
 
 
-def part_c(ctx: Context, work: Workload) -> Row:
-    db, prefix = ctx.database(f"c_{work.name.lower()}"), ctx.prefix(f"c-{work.name}")
-    row, _ = _drain_pipelines(ctx, work, "c", [ctx.pipeline(f"c-{work.name}", db, prefix)], db, prefix)
-    row.what = "citytelemetry run, 1 process (drain backlog)"
+def part_c(ctx: Context, work: Workload, mqtt_client: str = "mqtt5") -> Row:
+    """``mqtt_client``: the default source (``mqtt5``) or ``aiomqtt``, measured side by side."""
+    name = f"c-{work.name}-{mqtt_client}"
+    db, prefix = ctx.database(name.replace("-", "_").lower()), ctx.prefix(name)
+    row, _ = _drain_pipelines(ctx, work, "c", [ctx.pipeline(name, db, prefix, mqtt_client=mqtt_client)], db, prefix)
+    row.what = "citytelemetry run, 1 process (drain backlog)" + ("" if mqtt_client == "mqtt5" else
+                                                                 f", mqtt.client = {mqtt_client}")
     return row
 
 
@@ -365,3 +369,40 @@ def part_f(ctx: Context, devices: int, rate: float, warmup_s: float, outage_s: f
                f"landed {landed.count}/{published}",
                {"landed": landed.count, "expected": published, "drain_ratio": drain_rate / rate,
                 "resumed_s": resumed_s})
+
+
+# -- (g) memory over a long run at a fixed rate ---------------------------------------------------------------
+def part_g(ctx: Context, devices: int, rate: float, duration_s: float) -> Row:
+    """RSS sampled every ``duration_s / 60`` s while ``rate`` msg/s flow for ``duration_s``: the peak, and
+    the growth from the end of the first quarter (warm-up: caches, buffers) to the end."""
+    s = ctx.services
+    db, prefix = ctx.database("g"), ctx.prefix("g")
+    samples: list[tuple[float, float]] = []
+    stop = threading.Event()
+    with ctx.pipeline("g", db, prefix) as proc:
+        proc.wait_ready()
+        started = time.monotonic()
+
+        def sample() -> None:
+            while True:
+                samples.append((time.monotonic() - started, proc.rss_mib()))
+                if stop.wait(max(0.2, duration_s / 60)):
+                    return
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        published = publish_paced(s.mqtt_host, s.mqtt_port, devices, prefix, rate=rate, duration_s=duration_s)
+        stop.set()
+        sampler.join()
+        landed = wait_landed(s.influx_url, db, published.messages, timeout_s=60 + duration_s, poll_s=0.25)
+        peak = proc.peak_rss_mib()
+    warm = next((rss for t, rss in samples if t >= duration_s / 4), samples[-1][1])
+    end = samples[-1][1]
+    growth_per_min = (end - warm) / (duration_s * 0.75 / 60)
+    ctx.say(f"  (g) {published.messages} messages at {published.rate:,.0f} msg/s over {duration_s:g} s: RSS "
+            f"{warm:.0f} MiB after warm-up, {end:.0f} MiB at the end, peak {peak:.0f} MiB; landed {landed.count}")
+    return Row("g", "W1", f"memory over {duration_s / 60:.1f} min at {rate:g} msg/s", published.rate, published.rate,
+               f"RSS {warm:.0f} MiB after the first quarter, {end:.0f} MiB at the end ({growth_per_min:+.1f} MiB/min), "
+               f"peak {peak:.0f} MiB; {len(samples)} samples; landed {landed.count}/{published.messages}",
+               {"landed": landed.count, "expected": published.messages, "peak_rss_mib": peak,
+                "rss_warm_mib": warm, "rss_end_mib": end, "rss_growth_mib_per_min": growth_per_min})

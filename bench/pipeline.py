@@ -37,12 +37,14 @@ class PipelineConfig:
     work_dir: Path  # cwd of the process (no citytelemetry.toml there) and home of its alert state
     shared_group: str | None = None
     alerts: bool = True
+    mqtt_client: str = "mqtt5"  # mqtt.client: the default source, or "aiomqtt"
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CITYTELEMETRY_")}
         env.update({
             "CITYTELEMETRY_MQTT__URL": self.mqtt_url,
             "CITYTELEMETRY_MQTT__CLIENT_ID": self.client_id,
+            "CITYTELEMETRY_MQTT__CLIENT": self.mqtt_client,
             "CITYTELEMETRY_MQTT__TOPIC_PREFIX": self.topic_prefix,
             "CITYTELEMETRY_INFLUX__URL": self.influx_url,
             "CITYTELEMETRY_INFLUX__DATABASE": self.database,
@@ -111,8 +113,14 @@ class PipelineProcess:
         return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15 of stat)
 
     def peak_rss_mib(self) -> float:
+        return self._status_mib("VmHWM:")
+
+    def rss_mib(self) -> float:
+        return self._status_mib("VmRSS:")
+
+    def _status_mib(self, key: str) -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(key):
                 return int(line.split()[1]) / 1024
         return 0.0
 

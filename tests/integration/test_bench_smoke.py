@@ -26,7 +26,7 @@ def test_bench_tiny_run_produces_figures_and_exact_counts(tmp_path: Path) -> Non
     rows = json.loads(out.read_text())
     parts = {(r["part"], r["workload"]) for r in rows}
     assert {("a", "W1"), ("a", "W2"), ("b", "W1"), ("b", "W2"), ("c", "W1"), ("c", "W2"), ("d", "W1"),
-            ("d", "W2"), ("e", "W1"), ("f", "W1")} <= parts
+            ("d", "W2"), ("e", "W1"), ("f", "W1"), ("g", "W1")} <= parts
     for row in rows:
         assert row["points_per_s"] > 0, row
         if row["part"] == "a":
@@ -37,6 +37,9 @@ def test_bench_tiny_run_produces_figures_and_exact_counts(tmp_path: Path) -> Non
             assert (row["rejected"], row["lost"]) == (0, 0), row
             assert row["cpu_s_per_100k"] > 0
             assert row["peak_rss_mib"] > 0
+        if row["part"] == "g":
+            assert 0 < row["rss_warm_mib"] <= row["peak_rss_mib"], row
+            assert 0 < row["rss_end_mib"] <= row["peak_rss_mib"], row
         if row["part"] == "e":
             assert math.isfinite(row["p50_ms"]), row
             assert math.isfinite(row["p99_ms"]), row
@@ -45,3 +48,4 @@ def test_bench_tiny_run_produces_figures_and_exact_counts(tmp_path: Path) -> Non
     assert "- commit: " in recorded
     assert "(c)/(a)" in recorded
     assert "(d)/(c)" in recorded
+    assert "(c) default mqtt5 source / aiomqtt source" in recorded
