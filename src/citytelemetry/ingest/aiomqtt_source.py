@@ -87,11 +87,25 @@ class AiomqttSource:
         if self.state is SourceState.CLOSED:
             return
         self.state = SourceState.CLOSED
+        acked_any = self.acks.acked > 0
         self.acks.close()
+        if acked_any and exc_type is None:
+            await self._barrier()
         try:
             await self._client.__aexit__(exc_type, exc, tb)
         except aiomqtt.MqttError as err:  # already gone: nothing left to close
             log.debug("disconnect: %s", err)
+
+    async def _barrier(self) -> None:
+        """One request and its answer before DISCONNECT: the broker handles a connection's packets in
+        order, so its UNSUBACK proves it has processed every PUBACK we sent. paho closes the socket right
+        after writing DISCONNECT; mosquitto 2.0.11 then dropped PUBACKs it had not read yet when the same
+        client id reconnected at once, and redelivered settled messages (tests/integration/
+        test_mqtt_sources.py). The filter is one we never subscribe to, so no subscription changes."""
+        try:
+            await self._client.unsubscribe(f"{self._settings.topic_prefix}/_ct_ack_barrier", timeout=5.0)
+        except aiomqtt.MqttError as err:  # leaving anyway: at worst the broker redelivers (at-least-once)
+            log.debug("ack barrier before disconnect: %s", err)
 
     @property
     def in_flight(self) -> int:

@@ -286,10 +286,21 @@ class Mqtt5Source:
         if session.error is None:
             session.flush()  # acknowledgements already due go out before we leave
             session.transport.write(mqtt5.DisconnectPacket().write())  # normal: the session is kept
-            session.transport.close()
+            # Let the broker close: it reads our packets in order, so once it has closed, it has processed
+            # every PUBACK before the DISCONNECT. Closing first lost them on a prompt reconnect: mosquitto
+            # 2.0.11 handled the new CONNECT before it had read all of the old socket, took the session over
+            # and dropped the unread rest, PUBACKs included (tests/integration/test_mqtt_sources.py).
+            if not session.connack.done():  # no session yet, nothing acked: do not wait on a silent broker
+                session.transport.close()
+            elif session.paused:  # a paused transport would not see the broker's close
+                session.paused = False
+                session.transport.resume_reading()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(DISCONNECT_WAIT_S):
                 await asyncio.shield(session.closed)
+        if not session.closed.done():  # no close from the broker within the bound: drop the connection
+            session.transport.abort()
+            await session.closed
 
     # -- data ------------------------------------------------------------------------------------
     async def messages(self) -> AsyncIterator[InboundMessage]:
