@@ -70,6 +70,43 @@ async def test_flushes_on_interval() -> None:
     await asyncio.wait_for(task, 5)
 
 
+class SlowWriter(FakeWriter):
+    """Each write takes ``seconds``; records when each started and ended (loop time)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+
+    async def write(self, lines: Sequence[bytes]) -> None:
+        loop = asyncio.get_running_loop()
+        self.starts.append(loop.time())
+        await asyncio.sleep(self.seconds)
+        self.batches.append(list(lines))
+        self.ends.append(loop.time())
+
+
+async def test_lines_that_arrive_during_a_write_wait_one_interval_in_all_not_one_more() -> None:
+    writer = SlowWriter(0.4)
+    sink = BufferedSink(writer, on_refused=lambda line, msg: None, batch_size=100, flush_interval_s=0.5)
+    task = asyncio.create_task(sink.run())
+    loop = asyncio.get_running_loop()
+    await sink.put([b"a"])
+    while not writer.starts:  # the first write starts once a's interval is over
+        await asyncio.sleep(0.01)
+    await sink.put([b"b"])  # arrives during that write
+    b_arrived = loop.time()
+    while len(writer.batches) < 2:  # not wait_empty(): that asks for an immediate flush
+        await asyncio.sleep(0.01)
+    assert writer.batches == [[b"a"], [b"b"]]
+    # b waits about one interval from its arrival (0.5 s), not the rest of the write and then a whole
+    # interval more (0.4 + 0.5 s, as before)
+    assert writer.starts[1] - b_arrived < 0.7
+    await sink.close()
+    await asyncio.wait_for(task, 5)
+
+
 async def test_retryable_errors_retry_the_same_batch_until_written() -> None:
     writer = FakeWriter(fail_first=3)
     done: list[bool] = []

@@ -50,6 +50,10 @@ class BufferedSink:
         self._urgent = False  # someone waits for the buffer to empty: do not wait for a full batch
         self._empty = asyncio.Event()
         self._empty.set()
+        # When the oldest buffered line arrived (monotonic): the flush interval bounds its wait, not the
+        # time since the last write ended. Measured before: at 5,000 msg/s lines that arrived during a
+        # write waited for it and then a whole interval more (p99 publish -> queryable 1.7 s).
+        self._oldest_at = 0.0
 
     # -- producer side ---------------------------------------------------------------------------
     async def put(self, lines: Sequence[bytes], on_durable: OnDurable | None = None) -> None:
@@ -61,6 +65,8 @@ class BufferedSink:
 
     def put_nowait(self, lines: Sequence[bytes], on_durable: OnDurable | None = None) -> None:
         """Queue without waiting: for the pipeline's own small records (dead letters, self-metrics)."""
+        if not self._lines:
+            self._oldest_at = time.monotonic()
         self._lines.extend(lines)
         self._appended += len(lines)
         if on_durable is not None:
@@ -92,7 +98,7 @@ class BufferedSink:
             await self._flush_one()
 
     async def _wait_for_batch(self) -> None:
-        deadline = time.monotonic() + self._interval
+        deadline = self._oldest_at + self._interval
         while len(self._lines) < self._batch_size and not (self._closing or self._urgent):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -107,7 +113,10 @@ class BufferedSink:
     async def _flush_one(self) -> None:
         count = min(self._batch_size, len(self._lines))
         batch = [self._lines[i] for i in range(count)]
+        started, backlog = time.monotonic(), len(self._lines) > count
         await self._write_until_done(batch)
+        if not backlog:  # what is left arrived during this write: no earlier than its start
+            self._oldest_at = started
         for _ in range(count):
             self._lines.popleft()
         self._durable += count
