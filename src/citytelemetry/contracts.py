@@ -48,6 +48,20 @@ class LineWriter(Protocol):
     async def aclose(self) -> None: ...
 
 
+@dataclass(slots=True, frozen=True)
+class AlertCounters:
+    """What the alert rules have done so far, for /metrics (read at scrape time)."""
+
+    readings: int  # readings the rules have seen
+    rule_errors: int  # rule failures (counted, logged; ingestion goes on)
+    transitions: int  # firings and resolutions
+    firing: int  # alerts firing now
+    delivered: int  # alert events and re-sends accepted by Alertmanager
+    delivery_failures: int  # failed delivery attempts (each retried)
+    dropped: int  # events lost to a full delivery queue (logged)
+    queued: int  # events waiting for Alertmanager
+
+
 class AlertEvaluator(Protocol):
     """In-stream alert rules: sees every accepted reading as it is validated, keeps time-based rules
     (staleness, re-sends) and delivery running in ``run``, and persists its state in ``aclose``."""
@@ -59,6 +73,8 @@ class AlertEvaluator(Protocol):
         """Background work until cancelled."""
 
     async def aclose(self) -> None: ...
+
+    def counters(self) -> AlertCounters: ...
 
 
 EmitLines = Callable[[Sequence[bytes]], None]  # how an evaluator writes its own points (alert history)

@@ -72,6 +72,8 @@ class Pipeline:
         self._system_of = {device.id: device.system.value for device in catalog.devices.values()}
         self.completeness = CompletenessTracker(catalog)
         self.evaluator = evaluator_factory(self.sink.put_nowait) if evaluator_factory else None
+        if self.evaluator is not None:
+            self.stats.alerts = self.evaluator.counters
 
     def stop(self) -> None:
         self._stop.set()

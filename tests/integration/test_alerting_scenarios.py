@@ -19,9 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 from simulators.district import DistrictSimulator, Pacing
 from simulators.scenarios import SCENARIOS, Effect, Scenario, silent_network_nodes
 
+from citytelemetry.observability.prometheus import registry_for
+from citytelemetry.pipeline import Pipeline
 from citytelemetry.profiles import Catalog, RegisteredDevice
 from tests.conftest import MqttBroker, influx_query
 
@@ -83,8 +86,17 @@ def _combined(scenarios: Sequence[Scenario]) -> Scenario:
 
 
 class Outcome:
-    def __init__(self, pages: set[Page], history: list[tuple[str, str, str, str]], catalog: Catalog) -> None:
+    def __init__(self, pages: set[Page], history: list[tuple[str, str, str, str]], catalog: Catalog,
+                 metrics: dict[str, float] | None = None, readings_accepted: int = 0) -> None:
         self.pages, self.history, self.catalog = pages, history, catalog
+        self.metrics, self.readings_accepted = metrics or {}, readings_accepted
+
+
+def _scrape(pipeline: Pipeline) -> dict[str, float]:
+    """The pipeline's /metrics text, unlabelled samples only."""
+    text = generate_latest(registry_for(pipeline.stats)).decode()
+    return {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+            if line and not line.startswith("#") and "{" not in line}
 
 
 async def _run_incidents(tmp: Path, broker: MqttBroker, influx_url: str, prefix: str, db: str,
@@ -95,14 +107,15 @@ async def _run_incidents(tmp: Path, broker: MqttBroker, influx_url: str, prefix:
         bench = Bench(settings, catalog, webhook, am_url, broker.url)
         sim = DistrictSimulator(catalog, seed=3, duration_s=scenario.span_s + 60, pacing=Pacing(speed=SPEED),
                                 topic_prefix=prefix, scenario=scenario)
-        async with running(bench):
+        async with running(bench) as pipeline:
             await bench.publish(sim)
             await bench.wait_pages(expected)
         pages = webhook.pages()
+        metrics, accepted = _scrape(pipeline), sum(pipeline.stats.readings_accepted.values())
     [series] = influx_query(influx_url, db, "SELECT value, alertname, severity, state, device FROM ct_alerts") or [
         {"values": []}]
     history = [(row[2], row[3], row[4], row[5] or "") for row in series["values"]]
-    return Outcome(pages, history, catalog)
+    return Outcome(pages, history, catalog, metrics, accepted)
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +137,15 @@ def test_scenario_pages_exactly_as_expected(incidents: Outcome, name: str) -> No
 
 def test_no_page_outside_the_scenarios(incidents: Outcome) -> None:
     assert sorted(incidents.pages - set().union(*EXPECTED.values())) == []
+
+
+def test_alert_counters_on_metrics_match_what_happened(incidents: Outcome) -> None:
+    m = incidents.metrics
+    assert m["citytelemetry_alert_readings_total"] == incidents.readings_accepted > 0
+    assert m["citytelemetry_alert_transitions_total"] == len(incidents.history)  # one history point each
+    assert m["citytelemetry_alert_deliveries_total"] >= len(incidents.pages)
+    assert (m["citytelemetry_alert_rule_errors_total"], m["citytelemetry_alert_events_dropped_total"],
+            m["citytelemetry_alert_delivery_failures_total"], m["citytelemetry_alert_events_queued"]) == (0, 0, 0, 0)
 
 
 def test_alert_history_lands_in_influxdb_including_inhibited_alerts(incidents: Outcome) -> None:

@@ -15,10 +15,13 @@ before it. The race has its own test (``test_acks_due_when_leaving_reach_the_bro
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -27,7 +30,7 @@ from citytelemetry.config import MqttSettings
 from citytelemetry.contracts import InboundMessage
 from citytelemetry.ingest.broker import BrokerError, BrokerSource
 from citytelemetry.ingest.factory import open_source
-from citytelemetry.services import free_port
+from citytelemetry.services import ManagedService, definitions, free_port
 from tests.conftest import MqttBroker
 
 from .conftest import MqttProbeClient, SecureBroker
@@ -291,3 +294,30 @@ async def test_a_shared_subscription_splits_the_messages_between_its_members(
         assert got_one.isdisjoint(got_two)
         assert len(first.payloads) + len(second.payloads) == 20
         assert got_one | got_two == set(sent)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+async def test_a_hung_broker_is_detected_by_keepalive(tmp_path: Path, client: str) -> None:
+    """A broker that stops answering (process frozen, network black hole) must end ``messages()`` with
+    ``BrokerError`` within about 1.5 keepalive intervals, so that the pipeline reconnects and pages."""
+    keepalive_s = 5  # the smallest the settings allow
+    with ManagedService(definitions.mosquitto(tmp_path / "services", free_port())) as broker:
+        settings = MqttSettings(url=f"mqtt://127.0.0.1:{broker.spec.port}", client_id=f"ct-hang-{client}",
+                                keepalive_s=keepalive_s, session_expiry_s=0, client=client)  # type: ignore[arg-type]
+        pid = broker.pid
+        assert pid is not None
+        async with open_source(settings, connect_timeout_s=WAIT_S) as source:
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                with pytest.raises(BrokerError):
+                    await asyncio.wait_for(_drain(source), keepalive_s * 3)
+                waited = time.monotonic() - started
+            finally:
+                os.kill(pid, signal.SIGCONT)
+    assert keepalive_s <= waited <= keepalive_s * 2.5
+
+
+async def _drain(source: BrokerSource) -> None:
+    async for _ in source.messages():
+        pass

@@ -25,7 +25,7 @@ from citytelemetry.alerts.model import Alert, AlertState
 from citytelemetry.alerts.rulefiles import LoadedRules, load_rule_files
 from citytelemetry.alerts.state import SavedState, encode_state, load_state, write_atomic
 from citytelemetry.config import Settings
-from citytelemetry.contracts import EmitLines
+from citytelemetry.contracts import AlertCounters, EmitLines
 from citytelemetry.profiles import Catalog
 from citytelemetry.records import Reading
 from citytelemetry.validate.validator import STATUS_MEASUREMENT
@@ -93,6 +93,12 @@ class AlertEngine:
                 rule(reading)
             for count in every:
                 count(reading)
+
+    def counters(self) -> AlertCounters:
+        d = self.delivery.stats
+        return AlertCounters(readings=self.readings, rule_errors=self.errors, transitions=self.transitions,
+                             firing=len(self.tracker.firing()), delivered=d.alerts_sent,
+                             delivery_failures=d.failures, dropped=d.dropped, queued=len(self.delivery.queue))
 
     def tick(self) -> None:
         """Time rules at the current event time (nothing before the first reading)."""

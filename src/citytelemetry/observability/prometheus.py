@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from citytelemetry.contracts import AlertCounters
 from citytelemetry.observability.stats import PipelineStats
 
 
@@ -59,6 +60,8 @@ class PipelineCollector(Collector):
         for system, (received, expected) in sorted(s.completeness.items()):
             completeness.add_metric([system], received / expected if expected else 1.0)
         yield completeness
+        if s.alerts is not None:
+            yield from _alert_metrics(s.alerts())
         if s.spool is not None:
             yield GaugeMetricFamily("citytelemetry_spool_depth_records", "spooled records not yet in InfluxDB",
                                     value=s.spool.depth_records)
@@ -68,6 +71,22 @@ class PipelineCollector(Collector):
                                     value=s.spool.oldest_age_s)
             yield CounterMetricFamily("citytelemetry_spool_write_failures", "failed spool writes (nothing acked)",
                                       value=s.spool.write_failures)
+
+
+def _alert_metrics(a: AlertCounters) -> Iterator[Metric]:
+    yield CounterMetricFamily("citytelemetry_alert_readings", "readings seen by the alert rules", value=a.readings)
+    yield CounterMetricFamily("citytelemetry_alert_rule_errors", "alert rule failures (ingestion went on)",
+                              value=a.rule_errors)
+    yield CounterMetricFamily("citytelemetry_alert_transitions", "alert firings and resolutions", value=a.transitions)
+    yield GaugeMetricFamily("citytelemetry_alerts_firing", "alerts firing now", value=a.firing)
+    yield CounterMetricFamily("citytelemetry_alert_deliveries", "alert events and re-sends accepted by Alertmanager",
+                              value=a.delivered)
+    yield CounterMetricFamily("citytelemetry_alert_delivery_failures", "failed Alertmanager deliveries (retried)",
+                              value=a.delivery_failures)
+    yield CounterMetricFamily("citytelemetry_alert_events_dropped", "alert events lost to a full delivery queue",
+                              value=a.dropped)
+    yield GaugeMetricFamily("citytelemetry_alert_events_queued", "alert events waiting for Alertmanager",
+                            value=a.queued)
 
 
 def registry_for(stats: PipelineStats) -> CollectorRegistry:

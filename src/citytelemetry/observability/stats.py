@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from citytelemetry.contracts import AlertCounters
 from citytelemetry.sink.spool.wal import SpoolStats
 from citytelemetry.sink.stats import WriteStats
 
@@ -26,3 +28,4 @@ class PipelineStats:
     write: WriteStats = field(default_factory=WriteStats)
     spool: SpoolStats | None = None
     completeness: dict[str, tuple[int, int]] = field(default_factory=dict)  # system -> (received, expected)
+    alerts: Callable[[], AlertCounters] | None = None  # the alert evaluator's counters, when alerts are on
