@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 
 from citytelemetry.config import Settings
@@ -184,22 +183,17 @@ class Pipeline:
     async def handle(self, message: InboundMessage) -> None:
         stats = self.stats
         stats.messages_received += 1
-        try:
-            outcome = self.validator(message)
-        except Exception as exc:  # a bug of ours must not turn one message into a poison pill
-            log.exception("validator failed on a message from %r", message.topic[:128])
-            outcome = Outcome(rejections=[Rejection(
-                reason=Reason.PROCESSING_ERROR, detail=f"{type(exc).__name__}: {exc}"[:512], topic=message.topic,
-                excerpt=excerpt(message.payload))])
+        outcome = self._validate(message)
         lines = []
-        landed: Counter[str] = Counter()
         sequenced: list[tuple[str, int]] = []
         for reading in outcome.readings:
             lines.append(reading_line(reading))
             if reading.measurement != STATUS_MEASUREMENT:
-                landed[self._system_of[reading.device_id]] += 1
                 sequenced.append((reading.device_id, reading.seq))
-        stats.readings_accepted.update(landed)
+        # One message is one device (its topic), so one system: a plain count, not a Counter per message.
+        system = self._system_of[sequenced[0][0]] if sequenced else ""
+        if sequenced:
+            stats.readings_accepted[system] += len(sequenced)
         if self.evaluator is not None and outcome.readings:
             self.evaluator.observe(outcome.readings)
         for rejection in outcome.rejections:
@@ -210,7 +204,8 @@ class Pipeline:
         completeness = self.completeness
 
         def on_durable() -> None:
-            stats.readings_landed.update(landed)
+            if sequenced:
+                stats.readings_landed[system] += len(sequenced)
             for device_id, seq in sequenced:
                 completeness.landed(device_id, seq)
             stats.messages_settled += 1
@@ -220,6 +215,15 @@ class Pipeline:
                 stats.in_flight_messages = source.in_flight
 
         await self.sink.put(lines, on_durable)
+
+    def _validate(self, message: InboundMessage) -> Outcome:
+        try:
+            return self.validator(message)
+        except Exception as exc:  # a bug of ours must not turn one message into a poison pill
+            log.exception("validator failed on a message from %r", message.topic[:128])
+            return Outcome(rejections=[Rejection(
+                reason=Reason.PROCESSING_ERROR, detail=f"{type(exc).__name__}: {exc}"[:512], topic=message.topic,
+                excerpt=excerpt(message.payload))])
 
     def _count_rejection(self, rejection: Rejection, received_ms: int) -> None:
         self.stats.rejections[rejection.reason.value] += 1

@@ -103,9 +103,14 @@ class SpooledSink:
         while self._recent and self._recent[0][0] < next_id:
             self._recent_lines -= len(self._recent.popleft()[1])
         if self._recent and self._recent[0][0] == next_id:
-            record_id, lines = self._recent.popleft()
-            self._recent_lines -= len(lines)
-            return [(record_id, lines)]
+            # Every consecutive record in memory at once: one await per group commit, not per record.
+            batch: list[tuple[int, Sequence[bytes]]] = []
+            while self._recent and self._recent[0][0] == next_id:
+                record = self._recent.popleft()
+                self._recent_lines -= len(record[1])
+                batch.append(record)
+                next_id += 1
+            return batch
         found = await asyncio.to_thread(self.spool.read_range, reader, next_id, self._read_lines)
         return [(r.id, r.lines) for r in found]
 
