@@ -346,6 +346,9 @@ def part_e(ctx: Context, devices: int, rates: list[float], duration_s: float) ->
     return rows
 
 
+DRAIN_POLL_S = 0.25
+
+
 # -- (f) drain after an InfluxDB outage -----------------------------------------------------------------------
 def part_f(ctx: Context, devices: int, rate: float, warmup_s: float, outage_s: float) -> Row:
     s = ctx.services
@@ -368,9 +371,10 @@ def part_f(ctx: Context, devices: int, rate: float, warmup_s: float, outage_s: f
         outage_s = ready - stopped
         published = result[0].messages
         backlog = published - before
-        landed = wait_landed(s.influx_url, db, published, timeout_s=120 + backlog / 200, poll_s=0.25)
+        landed = wait_landed(s.influx_url, db, published, timeout_s=120 + backlog / 200, poll_s=DRAIN_POLL_S)
     resumed_s = landed.first_at - ready  # the writer's retry backoff (capped, jittered) runs on after influxd is back
-    seconds = landed.done_at - landed.first_at
+    # A small backlog can land between two polls: the poll interval is then the resolution (a lower bound).
+    seconds = max(landed.done_at - landed.first_at, DRAIN_POLL_S)
     drained = landed.count - before
     drain_rate = drained / seconds if seconds > 0 else 0.0
     ctx.say(f"  (f) backlog {backlog} points: first write {resumed_s:.1f} s after influxd was ready, then drained in "

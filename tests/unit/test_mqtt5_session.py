@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -135,6 +136,18 @@ async def test_reading_pauses_at_high_water_and_resumes_at_half(high_water: int,
         protocol.inbox.popleft()
         protocol.consumed()
     assert transport.calls == ["pause_reading", "resume_reading"]
+
+
+async def test_silence_while_paused_does_not_count_against_the_broker() -> None:
+    protocol, _ = session(1)
+    protocol.data_received(publish("a/b", b"m", 1))
+    assert protocol.paused
+    protocol.last_received -= 3600  # an hour with reads paused: the broker's packets waited in the socket
+    protocol.inbox.popleft()
+    before = time.monotonic()
+    protocol.consumed()
+    assert not protocol.paused
+    assert protocol.last_received >= before  # the keepalive check starts over from the resume
 
 
 async def test_a_waiting_consumer_wakes_when_a_publish_arrives() -> None:

@@ -151,6 +151,8 @@ class _SessionProtocol(asyncio.Protocol):
     def consumed(self) -> None:
         if self.paused and len(self.inbox) <= self._low_water and self.transport is not None:
             self.paused = False
+            # Silence while paused was ours, not the broker's: the keepalive check starts over.
+            self.last_received = time.monotonic()
             self.transport.resume_reading()
 
     # -- writing ---------------------------------------------------------------------------------
