@@ -5,6 +5,7 @@ or type checks); duplicate keys are refused as not_json."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -37,27 +38,17 @@ def decode_object(payload: bytes) -> dict[str, Any]:
     return data
 
 
-# Plain loops and exact type checks (orjson only builds dict and list): 3x faster than the recursive
-# sum() over generators this replaced (2.8 -> 0.9 µs for a W1 payload, 20 -> 6 µs for W2's).
-def _count_keys(obj: dict[str, Any]) -> int:
-    count = len(obj)
-    for value in obj.values():
-        kind = type(value)
-        if kind is dict:
-            count += _count_keys(value)
-        elif kind is list:
-            count += _count_list_keys(value)
-    return count
-
-
-def _count_list_keys(items: list[Any]) -> int:
+# A plain loop with exact type checks (orjson only builds dict and list): 3x faster than the recursive
+# sum() over generators this replaced (2.8 -> 0.7 µs for a W1 payload, 20 -> 6.5 µs for W2's).
+def _count_keys(container: dict[str, Any] | list[Any]) -> int:
+    values: Iterable[Any] = container
     count = 0
-    for value in items:
+    if type(container) is dict:
+        values, count = container.values(), len(container)
+    for value in values:
         kind = type(value)
-        if kind is dict:
+        if kind is dict or kind is list:
             count += _count_keys(value)
-        elif kind is list:
-            count += _count_list_keys(value)
     return count
 
 
