@@ -15,27 +15,24 @@ from collections.abc import Callable
 
 from citytelemetry.config import Settings
 from citytelemetry.contracts import AlertEvaluator, EmitLines, InboundMessage, LineWriter
+from citytelemetry.handling import MessageHandler
 from citytelemetry.ingest.broker import BrokerError, BrokerSource
 from citytelemetry.ingest.factory import open_source
 from citytelemetry.ingest.topics import deadletter_topic
 from citytelemetry.observability.completeness import CompletenessTracker
 from citytelemetry.observability.http import start_http
-from citytelemetry.observability.ratelog import RateLimitedLog
 from citytelemetry.observability.selfmetrics import selfmetrics_lines
 from citytelemetry.observability.stats import PipelineStats
 from citytelemetry.profiles import Catalog
-from citytelemetry.records import Outcome, Reason, Rejection
+from citytelemetry.records import Reason, Rejection
 from citytelemetry.sink.backoff import Backoff
 from citytelemetry.sink.buffer import BufferedSink
 from citytelemetry.sink.deadletter import DeadLetterFormatter
 from citytelemetry.sink.factory import make_writer
 from citytelemetry.sink.influx_v1 import InfluxV1Writer
-from citytelemetry.sink.line_protocol import reading_line
 from citytelemetry.sink.spool import Spool, SpooledSink
 from citytelemetry.validate import Limits, MessageValidator
-from citytelemetry.validate.decode import excerpt
 from citytelemetry.validate.ratelimit import DeviceRateLimit
-from citytelemetry.validate.validator import STATUS_MEASUREMENT
 
 log = logging.getLogger(__name__)
 NOTICE_QUEUE = 10_000  # live dead-letter notices waiting for the broker; the durable record is in InfluxDB
@@ -48,12 +45,12 @@ class Pipeline:
         self.catalog = catalog
         self.stats = PipelineStats()
         p = settings.pipeline
-        self.validator = MessageValidator(
+        validator = MessageValidator(
             catalog, Limits(max_payload_bytes=p.max_payload_bytes, max_readings_per_message=p.max_readings_per_message,
                             max_future_s=p.max_future_s, max_age_s=p.max_age_s),
             topic_prefix=settings.mqtt.topic_prefix, rate_limit=DeviceRateLimit.from_catalog(catalog))
+        self._sequences = validator.sequences
         self._instance = settings.mqtt.client_id
-        self._dead = DeadLetterFormatter(catalog, self._instance)
         self._writer = writer or make_writer(settings.influx)
         buffer = BufferedSink(self._writer, on_refused=self._on_refused, batch_size=p.batch_size,
                               flush_interval_s=p.flush_interval_s, max_buffered_lines=p.max_buffered_lines,
@@ -67,12 +64,13 @@ class Pipeline:
         self._notices: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=NOTICE_QUEUE)
         self._stop = asyncio.Event()
         self._source: BrokerSource | None = None
-        self._reject_log = RateLimitedLog(log)
-        self._system_of = {device.id: device.system.value for device in catalog.devices.values()}
         self.completeness = CompletenessTracker(catalog)
         self.evaluator = evaluator_factory(self.sink.put_nowait) if evaluator_factory else None
         if self.evaluator is not None:
             self.stats.alerts = self.evaluator.counters
+        self.handler = MessageHandler(
+            catalog, validator, self.stats, self.completeness, DeadLetterFormatter(catalog, self._instance),
+            evaluator=self.evaluator, publish_notice=self._queue_notice if settings.mqtt.publish_deadletters else None)
 
     def stop(self) -> None:
         self._stop.set()
@@ -133,7 +131,7 @@ class Pipeline:
         while not self._stop.is_set():
             try:
                 async with open_source(self.settings.mqtt) as source:
-                    self._source = source
+                    self._source = self.handler.source = source
                     self.stats.mqtt_connected = True
                     self.stats.mqtt_connects += 1
                     attempt = 0
@@ -148,7 +146,7 @@ class Pipeline:
                     async with asyncio.timeout(delay):
                         await self._stop.wait()
             finally:
-                self._source = None
+                self._source = self.handler.source = None
                 self.stats.mqtt_connected = False
 
     async def _pump_until_stopped(self, source: BrokerSource) -> None:
@@ -181,65 +179,14 @@ class Pipeline:
             self.stats.in_flight_messages = source.in_flight
 
     async def handle(self, message: InboundMessage) -> None:
-        stats = self.stats
-        stats.messages_received += 1
-        outcome = self._validate(message)
-        lines = []
-        sequenced: list[tuple[str, int]] = []
-        for reading in outcome.readings:
-            lines.append(reading_line(reading))
-            if reading.measurement != STATUS_MEASUREMENT:
-                sequenced.append((reading.device_id, reading.seq))
-        # One message is one device (its topic), so one system: a plain count, not a Counter per message.
-        system = self._system_of[sequenced[0][0]] if sequenced else ""
-        if sequenced:
-            stats.readings_accepted[system] += len(sequenced)
-        if self.evaluator is not None and outcome.readings:
-            self.evaluator.observe(outcome.readings)
-        for rejection in outcome.rejections:
-            lines.append(self._dead.line(rejection, message.received_ms))
-            self._count_rejection(rejection, message.received_ms)
-        delivery = message.delivery
-
-        completeness = self.completeness
-
-        def on_durable() -> None:
-            if sequenced:
-                stats.readings_landed[system] += len(sequenced)
-            for device_id, seq in sequenced:
-                completeness.landed(device_id, seq)
-            stats.messages_settled += 1
-            delivery.settle()
-            source = self._source
-            if source is not None:
-                stats.in_flight_messages = source.in_flight
-
+        lines, on_durable = self.handler(message)
         await self.sink.put(lines, on_durable)
 
-    def _validate(self, message: InboundMessage) -> Outcome:
+    def _queue_notice(self, reason: str, notice: bytes) -> None:
         try:
-            return self.validator(message)
-        except Exception as exc:  # a bug of ours must not turn one message into a poison pill
-            log.exception("validator failed on a message from %r", message.topic[:128])
-            return Outcome(rejections=[Rejection(
-                reason=Reason.PROCESSING_ERROR, detail=f"{type(exc).__name__}: {exc}"[:512], topic=message.topic,
-                excerpt=excerpt(message.payload))])
-
-    def _count_rejection(self, rejection: Rejection, received_ms: int) -> None:
-        self.stats.rejections[rejection.reason.value] += 1
-        if rejection.reason is Reason.DUPLICATE_SEQUENCE and rejection.device_id is not None:
-            self.completeness.duplicate(rejection.device_id)
-        system = self._system_of.get(rejection.device_id or "", "unknown")
-        self.stats.rejections_by_system[system] += 1
-        # %r: a topic or detail from a device must not be able to forge log lines
-        self._reject_log.warning(rejection.reason.value, "rejected %s from %r: %r", rejection.reason.value,
-                                 rejection.topic[:128], rejection.detail)
-        if self.settings.mqtt.publish_deadletters:
-            try:
-                self._notices.put_nowait((deadletter_topic(rejection.reason.value, self.settings.mqtt.topic_prefix),
-                                          self._dead.notice(rejection, received_ms)))
-            except asyncio.QueueFull:
-                self.stats.deadletter_publish_failures += 1
+            self._notices.put_nowait((deadletter_topic(reason, self.settings.mqtt.topic_prefix), notice))
+        except asyncio.QueueFull:
+            self.stats.deadletter_publish_failures += 1
 
     def _on_refused(self, line: bytes, server_message: str) -> None:
         """InfluxDB refused a line we built: dead-letter it (once; a refused dead letter is only logged)."""
@@ -249,14 +196,14 @@ class Pipeline:
         rejection = Rejection(reason=Reason.WRITE_REJECTED, detail=server_message[:512], topic="",
                               excerpt=line[:256].decode(errors="replace"))
         now_ms = time.time_ns() // 1_000_000
-        self.sink.put_nowait([self._dead.line(rejection, now_ms)])
-        self._count_rejection(rejection, now_ms)
+        self.sink.put_nowait([self.handler.dead_letter(rejection, now_ms)])
+        self.handler.count_rejection(rejection, now_ms)
 
     # -- background ------------------------------------------------------------------------------
     async def _selfmetrics_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.pipeline.selfmetrics_interval_s)
-            self.stats.sequence_restarts = self.validator.sequences.restarts
+            self.stats.sequence_restarts = self._sequences.restarts
             now_ns = time.time_ns()
             self.stats.completeness = self.completeness.by_system()
             self.sink.put_nowait(selfmetrics_lines(self.stats, self._instance, now_ns))

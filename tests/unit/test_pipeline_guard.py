@@ -40,7 +40,7 @@ async def test_a_validator_crash_is_dead_lettered_and_the_stream_goes_on() -> No
     settings = Settings(http=HttpSettings(port=0), pipeline=PipelineSettings(spool_dir=None))
     writer = ListWriter()
     pipeline = Pipeline(settings, make_catalog(), writer=writer)
-    real = pipeline.validator
+    real = pipeline.handler.validator
     calls = {"n": 0}
 
     def flaky(message: InboundMessage):  # type: ignore[no-untyped-def]
@@ -49,7 +49,7 @@ async def test_a_validator_crash_is_dead_lettered_and_the_stream_goes_on() -> No
             raise TypeError("unhashable type: 'list'")
         return real(message)
 
-    pipeline.validator = flaky  # type: ignore[assignment]
+    pipeline.handler.validator = flaky
     delivery = Settled()
     now = time.time_ns() // 1_000_000
     body = orjson.dumps({"device": "tun-c001-gas1", "seq": 1, "ts": now, "values": {"o2": 20.9}})

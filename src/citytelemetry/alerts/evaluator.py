@@ -22,13 +22,13 @@ from citytelemetry.alerts.delivery import AlertmanagerQueue, Notice
 from citytelemetry.alerts.history import alert_line
 from citytelemetry.alerts.lifecycle import Tracker
 from citytelemetry.alerts.model import Alert, AlertState
+from citytelemetry.alerts.observer import ReadingObserver
 from citytelemetry.alerts.rulefiles import LoadedRules, load_rule_files
 from citytelemetry.alerts.state import SavedState, encode_state, load_state, write_atomic
 from citytelemetry.config import Settings
 from citytelemetry.contracts import AlertCounters, EmitLines
 from citytelemetry.profiles import Catalog
 from citytelemetry.records import Reading
-from citytelemetry.validate.validator import STATUS_MEASUREMENT
 
 log = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 5.0
@@ -50,53 +50,26 @@ class AlertEngine:
                                           max_queued=a.max_queued, resend_interval_s=a.resend_interval_s,
                                           generator_url=a.generator_url, wall_ms=self.clock.wall_ms,
                                           ca_file=settings.alertmanager.ca_file)
-        self._by_type = {k: tuple(v) for k, v in self.ruleset.by_type.items()}
-        self._every = tuple(self.ruleset.every_reading)
-        self.readings = self.transitions = self.errors = 0
-        self._resume = False
-        self._early_offline: set[str] = set()
+        self.observer = ReadingObserver(self.clock, self.ruleset, self.tracker)
+        self.transitions = self.errors = 0
         self._last_save_ms = self.clock.wall_ms()
         self._restore(load_state(a.state_file, self.ruleset.rules_by_key, self.ruleset.subjects))
 
     # -- in-stream ---------------------------------------------------------------------------------
     def observe(self, readings: Sequence[Reading]) -> None:
         try:
-            self._observe(readings)
+            self.observer.observe(readings)
         except Exception:  # a rule bug must not stop ingestion: count it, say it, go on
             self.errors += 1
             log.exception("alert rules failed on a message of %s", readings[0].device_id if readings else "?")
 
-    def _observe(self, readings: Sequence[Reading]) -> None:
-        clock = self.clock
-        newest = max((r.timestamp_ms for r in readings if r.measurement != STATUS_MEASUREMENT), default=None)
-        if newest is not None:
-            clock.advance(newest)
-            if self.ruleset.clock_start[0] is None:
-                self.ruleset.clock_start[0] = clock.start_ms
-        now = clock.now_ms()
-        presence, by_type, every = self.ruleset.presence, self._by_type, self._every
-        if clock.started and (self._resume or self._early_offline):
-            self._on_start(now)
-        for reading in readings:
-            if reading.measurement == STATUS_MEASUREMENT:
-                online = reading.fields.get("online") is True
-                if clock.started:
-                    presence.status(reading.device_id, online=online, now_ms=now)
-                elif not online:  # before the first reading there is no event time yet: count from then
-                    self._early_offline.add(reading.device_id)
-                else:
-                    self._early_offline.discard(reading.device_id)
-                continue
-            self.readings += 1
-            presence.heard(reading.device_id, now)
-            for rule in by_type.get(reading.measurement, ()):
-                rule(reading)
-            for count in every:
-                count(reading)
+    @property
+    def readings(self) -> int:
+        return self.observer.readings
 
     def counters(self) -> AlertCounters:
         d = self.delivery.stats
-        return AlertCounters(readings=self.readings, rule_errors=self.errors, transitions=self.transitions,
+        return AlertCounters(readings=self.observer.readings, rule_errors=self.errors, transitions=self.transitions,
                              firing=len(self.tracker.firing()), delivered=d.alerts_sent,
                              delivery_failures=d.failures, dropped=d.dropped, queued=len(self.delivery.queue))
 
@@ -160,7 +133,7 @@ class AlertEngine:
         presence = self.ruleset.presence
         presence.last_seen.update({k: v for k, v in saved.last_seen.items() if k in self.ruleset.subjects})
         presence.offline_since.update({k: v for k, v in saved.offline_since.items() if k in self.ruleset.subjects})
-        self._resume = bool(saved.last_seen)
+        self.observer.resume = bool(saved.last_seen)
         for notice in saved.queued:
             self.delivery.put_notice(notice)
         for alert in self.tracker.firing():  # Alertmanager may have restarted too: it dedups the rest
@@ -173,24 +146,6 @@ class AlertEngine:
         if saved.alerts or saved.orphans:
             log.info("alert state restored: %d open alerts (%d firing), %d closed as orphans", len(saved.alerts),
                      len(self.tracker.firing()), len(saved.orphans))
-
-    def _on_start(self, now_ms: int) -> None:
-        for device_id in self._early_offline:
-            self.ruleset.presence.status(device_id, online=False, now_ms=now_ms)
-        self._early_offline.clear()
-        if self._resume:
-            self._resume_presence(now_ms)
-
-    def _resume_presence(self, now_ms: int) -> None:
-        """After a restart, the downtime is not the devices' silence: count them heard now, except
-        those already alerting (their alert must neither resolve nor fire again)."""
-        self._resume = False
-        silent = {a.subject.key for a in self.tracker.open.values() if a.rule.kind == "stale / offline"}
-        presence = self.ruleset.presence
-        for device_id in presence.last_seen:
-            if device_id not in silent:
-                presence.last_seen[device_id] = now_ms
-                presence.offline_since.pop(device_id, None)
 
     def firing(self) -> list[Alert]:
         return self.tracker.firing()

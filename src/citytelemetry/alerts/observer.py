@@ -1,0 +1,74 @@
+"""The per-reading half of the alert engine: each accepted reading through its device type's rules.
+
+Split from ``evaluator.AlertEngine`` because it runs once per reading (compiled with mypyc, see
+scripts/compile_hotpath.py), while the engine's async half (delivery, timers, state saves) stays
+interpreted: this module has no coroutines, which mypyc compiles less faithfully.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from citytelemetry.alerts.clock import EventClock
+from citytelemetry.alerts.compile import ReadingRule, RuleSet
+from citytelemetry.alerts.lifecycle import Tracker
+from citytelemetry.records import Reading
+from citytelemetry.validate.validator import STATUS_MEASUREMENT
+
+
+class ReadingObserver:
+    def __init__(self, clock: EventClock, ruleset: RuleSet, tracker: Tracker) -> None:
+        self.clock = clock
+        self.ruleset = ruleset
+        self.tracker = tracker
+        self._by_type: dict[str, tuple[ReadingRule, ...]] = {k: tuple(v) for k, v in ruleset.by_type.items()}
+        self._every: tuple[ReadingRule, ...] = tuple(ruleset.every_reading)
+        self.readings = 0
+        self.resume = False  # state was restored: the first reading restarts the presence clocks
+        self.early_offline: set[str] = set()
+
+    def observe(self, readings: Sequence[Reading]) -> None:
+        clock = self.clock
+        newest = max((r.timestamp_ms for r in readings if r.measurement != STATUS_MEASUREMENT), default=None)
+        if newest is not None:
+            clock.advance(newest)
+            if self.ruleset.clock_start[0] is None:
+                self.ruleset.clock_start[0] = clock.start_ms
+        now = clock.now_ms()
+        presence, by_type, every = self.ruleset.presence, self._by_type, self._every
+        if clock.started and (self.resume or self.early_offline):
+            self._on_start(now)
+        for reading in readings:
+            if reading.measurement == STATUS_MEASUREMENT:
+                online = reading.fields.get("online") is True
+                if clock.started:
+                    presence.status(reading.device_id, online=online, now_ms=now)
+                elif not online:  # before the first reading there is no event time yet: count from then
+                    self.early_offline.add(reading.device_id)
+                else:
+                    self.early_offline.discard(reading.device_id)
+                continue
+            self.readings += 1
+            presence.heard(reading.device_id, now)
+            for rule in by_type.get(reading.measurement, ()):
+                rule(reading)
+            for count in every:
+                count(reading)
+
+    def _on_start(self, now_ms: int) -> None:
+        for device_id in self.early_offline:
+            self.ruleset.presence.status(device_id, online=False, now_ms=now_ms)
+        self.early_offline.clear()
+        if self.resume:
+            self._resume_presence(now_ms)
+
+    def _resume_presence(self, now_ms: int) -> None:
+        """After a restart, the downtime is not the devices' silence: count them heard now, except
+        those already alerting (their alert must neither resolve nor fire again)."""
+        self.resume = False
+        silent = {a.subject.key for a in self.tracker.open.values() if a.rule.kind == "stale / offline"}
+        presence = self.ruleset.presence
+        for device_id in presence.last_seen:
+            if device_id not in silent:
+                presence.last_seen[device_id] = now_ms
+                presence.offline_since.pop(device_id, None)
