@@ -17,7 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.machine import ROOT, describe
+from bench.machine import ROOT, describe, hot_path_compiled
 from bench.parts import Context, part_a, part_b, part_c, part_d, part_e, part_f, part_g
 from bench.results import Row, ratios, table
 from bench.services import private_services
@@ -67,6 +67,8 @@ def run(ctx: Context, parts: list[str], names: list[str], subscribers: list[str]
         if "c" in parts:
             rows.append(part_c(ctx, work))
             rows.append(part_c(ctx, work, "aiomqtt"))
+            if hot_path_compiled():
+                rows.append(part_c(ctx, work, pure_python=True))
         if "d" in parts:
             rows.append(part_d(ctx, work))
     devices = chosen[0].devices if chosen else workloads(scale)[0].devices
@@ -84,7 +86,7 @@ def run(ctx: Context, parts: list[str], names: list[str], subscribers: list[str]
 def report(rows: list[Row], meta: dict[str, str], scale: float, alerts: bool, elapsed_s: float) -> str:
     lines = [f"## {meta['date']} — scale {scale:g}", "",
              f"- machine: {meta['machine']}", f"- software: {meta['software']}",
-             f"- commit: {meta['commit']}", f"- command: `{meta['command']}`",
+             f"- commit: {meta['commit']}", f"- command: `{meta['command']}`", f"- build: {meta['build']}",
              (f"- pipeline: alerts.enabled = {str(alerts).lower()}; devices: synthetic `bench_sensor` "
               "(5 float fields, validated against a generated profile and inventory)"),
              f"- wall time of the run: {elapsed_s / 60:.1f} min", "", table(rows)]

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import citytelemetry
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -46,6 +48,11 @@ def _version(binary: str, flag: str) -> str:
     return text[0] if text else "unknown"
 
 
+def hot_path_compiled() -> bool:
+    """scripts/compile_hotpath.py compiled the package (citytelemetry/compiled.py checks it is current)."""
+    return (Path(citytelemetry.__file__).parent / "_compiled.json").exists()
+
+
 def describe(argv: list[str]) -> dict[str, str]:
     dirty = " (+ uncommitted changes)" if _git("status", "--porcelain", "--", "src", "bench") else ""
     return {
@@ -56,6 +63,8 @@ def describe(argv: list[str]) -> dict[str, str]:
                     f"{_version('/usr/sbin/mosquitto', '-h').replace('mosquitto version', 'mosquitto')}; "
                     f"{_version('influxd', 'version')}",
         "commit": _git("rev-parse", "--short", "HEAD") + dirty,
+        "build": ("hot path compiled with mypyc (scripts/compile_hotpath.py)" if hot_path_compiled()
+                  else "pure Python (no compiled hot path)"),
         "command": shlex.join([Path(sys.executable).relative_to(ROOT).as_posix()
                                if Path(sys.executable).is_relative_to(ROOT) else sys.executable,
                                "-m", "bench", *argv]),

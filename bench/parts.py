@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench.cpu import CoreMeter
 from bench.pipeline import PipelineConfig, PipelineProcess
 from bench.publish import PublishResult, publish_bulk, publish_paced
 from bench.results import Row
 from bench.services import Services, count_points, create_database, influx_query
 from bench.subscribers import Job, mosquitto_sub_command
 from bench.workload import DEVICE_TYPE, Workload, messages
+from citytelemetry.compiled import PURE_PYTHON_ENV
 
 POLL_S = 0.5
 
@@ -47,13 +49,13 @@ class Context:
         return f"bench_{self.run_id}_{name}"
 
     def pipeline(self, name: str, database: str, prefix: str, *, client_id: str | None = None,
-                 group: str | None = None, mqtt_client: str = "mqtt5") -> PipelineProcess:
+                 group: str | None = None, mqtt_client: str = "mqtt5", pure_python: bool = False) -> PipelineProcess:
         s = self.services
         return PipelineProcess(PipelineConfig(
             mqtt_url=s.mqtt_url, influx_url=s.influx_url, database=database, topic_prefix=prefix,
             client_id=client_id or f"bench-{self.run_id}-{name}", profiles_dir=self.types_dir,
             inventory_dir=self.inventory_dir, work_dir=self.work_dir, shared_group=group, alerts=self.alerts,
-            mqtt_client=mqtt_client))
+            mqtt_client=mqtt_client, pure_python=pure_python))
 
 
 def _topic(prefix: str) -> str:
@@ -221,7 +223,9 @@ def _drain_pipelines(ctx: Context, work: Workload, name: str, procs: list[Pipeli
         for p in procs:
             p.start()
         started = max(p.wait_ready() for p in procs)
+        meter = CoreMeter({**{f"pipeline {k}": p.pid for k, p in enumerate(procs, 1)}, **s.pids()})
         landed = wait_landed(s.influx_url, db, work.points, timeout_s=_timeout(work))
+        cores = meter.stop()
         cpu = sum(p.cpu_seconds() for p in procs)
         rss = max(p.peak_rss_mib() for p in procs)
     finally:
@@ -236,19 +240,23 @@ def _drain_pipelines(ctx: Context, work: Workload, name: str, procs: list[Pipeli
     row = Row(name, work.name, "", rate / work.batch, rate,
               f"landed {landed.count}/{work.points} (InfluxQL count), rejected {rejected}, lost {lost}; "
               f"CPU {cpu_per_100k:.1f} s/100k points; peak RSS {rss:.0f} MiB; backlog published at "
-              f"{published.rate:,.0f} msg/s",
+              f"{published.rate:,.0f} msg/s; {cores.text()}",
               {"landed": landed.count, "expected": work.points, "rejected": rejected, "lost": lost,
-               "cpu_s_per_100k": cpu_per_100k, "peak_rss_mib": rss, "seconds": seconds})
+               "cpu_s_per_100k": cpu_per_100k, "peak_rss_mib": rss, "seconds": seconds,
+               "cores": cores.by_name, "machine_cores": cores.machine})
     return row, published
 
 
-def part_c(ctx: Context, work: Workload, mqtt_client: str = "mqtt5") -> Row:
-    """``mqtt_client``: the default source (``mqtt5``) or ``aiomqtt``, measured side by side."""
-    name = f"c-{work.name}-{mqtt_client}"
+def part_c(ctx: Context, work: Workload, mqtt_client: str = "mqtt5", *, pure_python: bool = False) -> Row:
+    """``mqtt_client``: the default source (``mqtt5``) or ``aiomqtt``; ``pure_python``: the hot path's sources
+    instead of its compiled modules. Each variant is measured side by side with the default."""
+    name = f"c-{work.name}-{mqtt_client}" + ("-pure" if pure_python else "")
     db, prefix = ctx.database(name.replace("-", "_").lower()), ctx.prefix(name)
-    row, _ = _drain_pipelines(ctx, work, "c", [ctx.pipeline(name, db, prefix, mqtt_client=mqtt_client)], db, prefix)
-    row.what = "citytelemetry run, 1 process (drain backlog)" + ("" if mqtt_client == "mqtt5" else
-                                                                 f", mqtt.client = {mqtt_client}")
+    proc = ctx.pipeline(name, db, prefix, mqtt_client=mqtt_client, pure_python=pure_python)
+    row, _ = _drain_pipelines(ctx, work, "c", [proc], db, prefix)
+    row.what = ("citytelemetry run, 1 process (drain backlog)"
+                + ("" if mqtt_client == "mqtt5" else f", mqtt.client = {mqtt_client}")
+                + (f", pure Python ({PURE_PYTHON_ENV}=1)" if pure_python else ""))
     return row
 
 

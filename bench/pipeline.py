@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from bench.cpu import process_cpu_seconds
+from citytelemetry.compiled import PURE_PYTHON_ENV
+
 READY_MARK = "subscribed to"
 
 
@@ -38,6 +40,7 @@ class PipelineConfig:
     shared_group: str | None = None
     alerts: bool = True
     mqtt_client: str = "mqtt5"  # mqtt.client: the default source, or "aiomqtt"
+    pure_python: bool = False  # import the hot path's sources even where they are compiled
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CITYTELEMETRY_")}
@@ -58,6 +61,8 @@ class PipelineConfig:
         })
         if self.shared_group:
             env["CITYTELEMETRY_MQTT__SHARED_GROUP"] = self.shared_group
+        if self.pure_python:
+            env[PURE_PYTHON_ENV] = "1"
         return env
 
 
@@ -109,8 +114,7 @@ class PipelineProcess:
             return f.read().decode(errors="replace")
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15 of stat)
+        return process_cpu_seconds(self.pid)
 
     def peak_rss_mib(self) -> float:
         return self._status_mib("VmHWM:")

@@ -34,7 +34,8 @@ def find(rows: list[Row], part: str, workload: str, what: str = "") -> Row | Non
 
 
 def ratios(rows: list[Row]) -> list[str]:
-    """(c)/(a), (c)/(b), (d)/(c) and the two MQTT sources in points/s, per workload, where both sides were measured."""
+    """(c)/(a), (c)/(b), (d)/(c), the two MQTT sources and compiled / pure, in points/s, per workload,
+    where both sides were measured."""
     out = []
     for w in ("W1", "W2"):
         c = find(rows, "c", w)
@@ -43,7 +44,8 @@ def ratios(rows: list[Row]) -> list[str]:
                  ("(c)/(b) pipeline / raw InfluxDB, 1 writer", c, find(rows, "b", w, "1 writer")),
                  ("(c)/(b) pipeline / raw InfluxDB, 2 writers", c, find(rows, "b", w, "2 writers")),
                  ("(d)/(c) two pipelines / one", find(rows, "d", w), c),
-                 ("(c) default mqtt5 source / aiomqtt source", c, find(rows, "c", w, "mqtt.client = aiomqtt"))]
+                 ("(c) default mqtt5 source / aiomqtt source", c, find(rows, "c", w, "mqtt.client = aiomqtt")),
+                 ("(c) compiled hot path / pure Python", c, find(rows, "c", w, "pure Python"))]
         for label, num, den in pairs:
             if num and den and num.points_per_s and den.points_per_s:
                 out.append(f"{w} {label}: {num.points_per_s / den.points_per_s:.2f}")

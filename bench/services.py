@@ -19,6 +19,7 @@ class Services:
     mqtt_host: str
     mqtt_port: int
     influx: ManagedService
+    broker: ManagedService
 
     @property
     def mqtt_url(self) -> str:
@@ -28,13 +29,18 @@ class Services:
     def influx_url(self) -> str:
         return self.influx.url
 
+    def pids(self) -> dict[str, int]:
+        """The services' process ids by name, for CPU accounting."""
+        found = {"mosquitto": self.broker.pid, "influxd": self.influx.pid}
+        return {name: pid for name, pid in found.items() if pid is not None}
+
 
 @contextlib.contextmanager
 def private_services(run_dir: Path) -> Iterator[Services]:
     broker = ManagedService(definitions.mosquitto(run_dir, free_port()))
     influx = ManagedService(definitions.influxd(run_dir, free_port()))
     with broker, influx:
-        yield Services("127.0.0.1", broker.spec.port, influx)
+        yield Services("127.0.0.1", broker.spec.port, influx, broker)
 
 
 def influx_query(url: str, db: str, q: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:

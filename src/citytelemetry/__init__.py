@@ -11,22 +11,6 @@ The package layout follows the data flow:
 
 __version__ = "0.1.0"
 
+from citytelemetry.compiled import use_compiled_modules_safely
 
-def _refuse_stale_compiled_modules() -> None:
-    """Compiled hot-path modules (scripts/compile_hotpath.py) shadow their sources: refuse to run old code."""
-    import hashlib
-    import json
-    from pathlib import Path
-
-    manifest = Path(__file__).with_name("_compiled.json")
-    if not manifest.exists():
-        return
-    src = Path(__file__).parent.parent
-    for name, digest in json.loads(manifest.read_text(encoding="utf-8"))["modules"].items():
-        source = src / name
-        if source.exists() and hashlib.sha256(source.read_bytes()).hexdigest() != digest:
-            raise ImportError(f"{source} changed after it was compiled with mypyc: run scripts/install (it "
-                              "recompiles), or scripts/compile_hotpath.py --clean for pure Python")
-
-
-_refuse_stale_compiled_modules()
+use_compiled_modules_safely()

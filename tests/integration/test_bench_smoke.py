@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from bench.machine import hot_path_compiled
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +38,10 @@ def test_bench_tiny_run_produces_figures_and_exact_counts(tmp_path: Path) -> Non
             assert (row["rejected"], row["lost"]) == (0, 0), row
             assert row["cpu_s_per_100k"] > 0
             assert row["peak_rss_mib"] > 0
+            pipelines = ["pipeline 1", "pipeline 2"] if row["part"] == "d" else ["pipeline 1"]
+            assert sorted(row["cores"]) == sorted([*pipelines, "mosquitto", "influxd"]), row
+            assert all(cores >= 0 for cores in row["cores"].values()), row
+            assert row["machine_cores"] > 0, row
         if row["part"] == "g":
             assert 0 < row["rss_warm_mib"] <= row["peak_rss_mib"], row
             assert 0 < row["rss_end_mib"] <= row["peak_rss_mib"], row
@@ -49,3 +54,8 @@ def test_bench_tiny_run_produces_figures_and_exact_counts(tmp_path: Path) -> Non
     assert "(c)/(a)" in recorded
     assert "(d)/(c)" in recorded
     assert "(c) default mqtt5 source / aiomqtt source" in recorded
+    compiled = hot_path_compiled()
+    assert ("- build: hot path compiled with mypyc" if compiled else "- build: pure Python") in recorded
+    pure_rows = [r for r in rows if r["part"] == "c" and "pure Python" in r["what"]]
+    assert len(pure_rows) == (2 if compiled else 0)  # W1 and W2, beside the compiled default
+    assert ("(c) compiled hot path / pure Python" in recorded) == compiled
