@@ -207,6 +207,20 @@ def _rejected(url: str, db: str) -> int:
     return int(series[0]["values"][0][1]) if series else 0
 
 
+def _first_ready(procs: list[PipelineProcess], timeout_s: float = 60.0) -> float:
+    """When the first pipeline subscribed: the drain starts then, not when the last one did (a rate
+    timed from the last would leave out what the first drained meanwhile)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ready = [p.poll_ready() for p in procs]  # every one polled, so each notes the time it subscribed
+        if any(ready):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no citytelemetry run subscribed within {timeout_s} s")
+        time.sleep(0.02)
+    return min(p.ready_at for p in procs if p.ready_at)
+
+
 def _drain_pipelines(ctx: Context, work: Workload, name: str, procs: list[PipelineProcess], db: str,
                      prefix: str) -> tuple[Row, PublishResult]:
     try:  # create the persistent sessions (and the database), then leave
@@ -222,8 +236,10 @@ def _drain_pipelines(ctx: Context, work: Workload, name: str, procs: list[Pipeli
     try:
         for p in procs:
             p.start()
-        started = max(p.wait_ready() for p in procs)
+        started = _first_ready(procs)
         meter = CoreMeter({**{f"pipeline {k}": p.pid for k, p in enumerate(procs, 1)}, **s.pids()})
+        for p in procs:
+            p.wait_ready()
         landed = wait_landed(s.influx_url, db, work.points, timeout_s=_timeout(work))
         cores = meter.stop()
         cpu = sum(p.cpu_seconds() for p in procs)

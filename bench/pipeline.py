@@ -93,20 +93,29 @@ class PipelineProcess:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.started_at = time.monotonic()
+            self.ready_at = 0.0
             self._proc = subprocess.Popen(command(), env=self.config.env(), cwd=self.config.work_dir,
                                           stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout_s: float = 60.0) -> float:
-        """Wait for the 'subscribed' log line; returns its monotonic time."""
+        """Wait for the 'subscribed' log line; returns the monotonic time it was first seen."""
         deadline = time.monotonic() + timeout_s
-        while READY_MARK not in self.log_tail():
-            if self._proc is not None and self._proc.poll() is not None:
-                raise RuntimeError(f"citytelemetry run exited with {self._proc.returncode}:\n{self.log_tail()[-3000:]}")
+        while not self.poll_ready():
             if time.monotonic() > deadline:
                 raise RuntimeError(f"citytelemetry run not subscribed after {timeout_s} s:\n{self.log_tail()[-3000:]}")
             time.sleep(0.02)
-        self.ready_at = time.monotonic()
         return self.ready_at
+
+    def poll_ready(self) -> bool:
+        """Has it subscribed (consuming from then on)? Notes the time it was first seen."""
+        if self.ready_at:
+            return True
+        if READY_MARK in self.log_tail():
+            self.ready_at = time.monotonic()
+            return True
+        if self._proc is not None and self._proc.poll() is not None:
+            raise RuntimeError(f"citytelemetry run exited with {self._proc.returncode}:\n{self.log_tail()[-3000:]}")
+        return False
 
     def log_tail(self) -> str:
         with self.log_path.open("rb") as f:
