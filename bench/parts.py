@@ -364,7 +364,8 @@ def part_e(ctx: Context, devices: int, rates: list[float], duration_s: float) ->
                 f"{landed.count}; latency p50 {p50:.0f} ms, p99 {p99:.0f} ms")
         rows.append(Row("e", "W1", f"latency publish→queryable at {rate:g} msg/s", published.rate, published.rate,
                         f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms (±{_LatencyProbe.BUCKET_MS} ms, {probe.sampled} "
-                        f"points timed); landed {landed.count}/{published.messages} over {duration_s:g} s",
+                        f"points timed); landed {landed.count}/{published.messages} over {duration_s:g} s; "
+                        f"pipeline GC: {proc.gc_summary() or 'not reported'}",
                         {"p50_ms": p50, "p99_ms": p99, "landed": landed.count, "expected": published.messages,
                          "sampled": probe.sampled}))
     return rows

@@ -117,6 +117,13 @@ class PipelineProcess:
             raise RuntimeError(f"citytelemetry run exited with {self._proc.returncode}:\n{self.log_tail()[-3000:]}")
         return False
 
+    def gc_summary(self) -> str:
+        """What the stopped pipeline logged about garbage-collector pauses ("" if nothing)."""
+        for line in reversed(self.log_tail().splitlines()):
+            if "garbage collector: " in line:
+                return line.split("garbage collector: ", 1)[1]
+        return ""
+
     def log_tail(self) -> str:
         with self.log_path.open("rb") as f:
             f.seek(self._log_offset)

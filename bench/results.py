@@ -13,7 +13,7 @@ class Row:
     msgs_per_s: float | None = None
     points_per_s: float | None = None
     details: str = ""
-    figures: dict[str, float] = field(default_factory=dict)  # machine-readable extras (tests, ratios)
+    figures: dict[str, float | dict[str, float]] = field(default_factory=dict)  # machine-readable (tests, ratios)
 
 
 def _num(value: float | None) -> str:

@@ -120,7 +120,7 @@ async def run_aiomqtt(job: Job) -> Tally:
 
 # -- gmqtt -----------------------------------------------------------------------------------------
 async def run_gmqtt(job: Job) -> Tally:
-    import gmqtt  # type: ignore[import-untyped]
+    import gmqtt  # type: ignore[import-untyped,import-not-found,unused-ignore]  # optional: not a dependency
 
     tally, done = Tally(), asyncio.Event()
     client = gmqtt.Client(job.client_id, clean_session=False, session_expiry_interval=SESSION_EXPIRY_S,

@@ -42,7 +42,6 @@ GROUP = "citytelemetry_hotpath"  # the name of mypyc's shared runtime library, a
 # async shells (pipeline.py, sink/buffer.py, alerts/evaluator.py) stay interpreted.
 HOT_MODULES = (
     "citytelemetry/records.py",
-    "citytelemetry/contracts.py",
     "citytelemetry/validate/decode.py",
     "citytelemetry/validate/fields.py",
     "citytelemetry/validate/ratelimit.py",

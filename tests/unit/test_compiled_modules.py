@@ -3,10 +3,12 @@ from the sources. Each case imports citytelemetry in a fresh interpreter from a 
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.machinery
 import json
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -79,3 +81,18 @@ def test_this_installation_is_consistently_compiled_or_pure() -> None:
             assert hashlib.sha256((PACKAGE.parent / name).read_bytes()).hexdigest() == digest
     else:  # CITYTELEMETRY_PURE_PYTHON=1 scripts/install
         assert compiled == []
+
+
+def test_no_compiled_module_has_a_coroutine() -> None:
+    # mypyc 2.4 mis-compiles await inside finally (scripts/compile_hotpath.py says how): what it compiles
+    # must stay synchronous, the async shells stay interpreted.
+    hot_modules = runpy.run_path(str(PACKAGE.parent.parent / "scripts" / "compile_hotpath.py"))["HOT_MODULES"]
+    found = {}
+    for name in hot_modules:
+        tree = ast.parse((PACKAGE.parent / name).read_text(encoding="utf-8"))
+        asynchronous = [node.lineno for node in ast.walk(tree)
+                        if isinstance(node, ast.AsyncFunctionDef | ast.Await | ast.AsyncWith | ast.AsyncFor)]
+        if asynchronous:
+            found[name] = asynchronous
+    assert len(hot_modules) >= 10
+    assert found == {}

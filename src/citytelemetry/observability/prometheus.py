@@ -12,6 +12,7 @@ from prometheus_client.core import CollectorRegistry, CounterMetricFamily, Gauge
 from prometheus_client.registry import Collector
 
 from citytelemetry.contracts import AlertCounters
+from citytelemetry.observability.gcpauses import GcPauses
 from citytelemetry.observability.stats import PipelineStats
 
 
@@ -62,6 +63,8 @@ class PipelineCollector(Collector):
         yield completeness
         if s.alerts is not None:
             yield from _alert_metrics(s.alerts())
+        if s.gc is not None:
+            yield from _gc_metrics(s.gc)
         if s.spool is not None:
             yield GaugeMetricFamily("citytelemetry_spool_depth_records", "spooled records not yet in InfluxDB",
                                     value=s.spool.depth_records)
@@ -87,6 +90,21 @@ def _alert_metrics(a: AlertCounters) -> Iterator[Metric]:
                               value=a.dropped)
     yield GaugeMetricFamily("citytelemetry_alert_events_queued", "alert events waiting for Alertmanager",
                             value=a.queued)
+
+
+def _gc_metrics(pauses: GcPauses) -> Iterator[Metric]:
+    for name, doc, family_type, values in (
+        ("citytelemetry_gc_collections", "garbage collections by generation (2 = full)", CounterMetricFamily,
+         pauses.collections),
+        ("citytelemetry_gc_pause_seconds", "time the process stood still in garbage collections", CounterMetricFamily,
+         pauses.seconds),
+        ("citytelemetry_gc_longest_pause_seconds", "longest garbage-collection pause since start", GaugeMetricFamily,
+         pauses.longest_s),
+    ):
+        family = family_type(name, doc, labels=["generation"])
+        for generation, value in enumerate(values):
+            family.add_metric([str(generation)], value)
+        yield family
 
 
 def registry_for(stats: PipelineStats) -> CollectorRegistry:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from citytelemetry.contracts import AlertCounters
+from citytelemetry.observability.gcpauses import GcPauses
 from citytelemetry.sink.spool.wal import SpoolStats
 from citytelemetry.sink.stats import WriteStats
 
@@ -29,3 +30,4 @@ class PipelineStats:
     spool: SpoolStats | None = None
     completeness: dict[str, tuple[int, int]] = field(default_factory=dict)  # system -> (received, expected)
     alerts: Callable[[], AlertCounters] | None = None  # the alert evaluator's counters, when alerts are on
+    gc: GcPauses | None = None  # garbage-collector pauses, when the process measures them (citytelemetry run)
