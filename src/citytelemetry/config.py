@@ -124,6 +124,9 @@ class PipelineSettings(Section):
     # Bounds how long a line waits for a batch: 0.25 s keeps publish -> queryable p99 under 1 s at 5,000
     # msg/s (bench part e: 0.5 s gave 1.07 s, 1 s gave 1.7 s); at full load batches fill first.
     flush_interval_s: float = Field(default=0.25, gt=0, le=60)
+    # InfluxDB writes in flight at once: with one, a write's round trip and the validation of the next
+    # batch took turns (bench W2: influxd and the pipeline each about half idle).
+    write_concurrency: int = Field(default=2, ge=1, le=16)
     max_buffered_lines: int = Field(default=200_000, ge=1)
     max_payload_bytes: int = Field(default=65_536, ge=256, le=10_000_000)
     max_readings_per_message: int = Field(default=500, ge=1)

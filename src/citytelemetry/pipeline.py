@@ -55,6 +55,7 @@ class Pipeline:
         self._writer = writer or make_writer(settings.influx)
         buffer = BufferedSink(self._writer, on_refused=self._on_refused, batch_size=p.batch_size,
                               flush_interval_s=p.flush_interval_s, max_buffered_lines=p.max_buffered_lines,
+                              write_concurrency=p.write_concurrency,
                               stats=self.stats.write)
         self.spool: Spool | None = None
         self.sink: BufferedSink | SpooledSink = buffer

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -165,3 +165,77 @@ async def test_put_waits_while_the_buffer_is_full() -> None:
     blocked.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+class GatedWriter:
+    """Each write waits for its own gate: the test decides the order in which writes finish."""
+
+    def __init__(self, fail_first_attempt_of: frozenset[bytes] = frozenset()) -> None:
+        self.started: list[list[bytes]] = []
+        self.gates: dict[bytes, asyncio.Event] = {}
+        self.written: list[list[bytes]] = []
+        self._fail_once = set(fail_first_attempt_of)
+
+    async def write(self, lines: Sequence[bytes]) -> None:
+        self.started.append(list(lines))
+        await self.gates.setdefault(lines[0], asyncio.Event()).wait()
+        if lines[0] in self._fail_once:
+            self._fail_once.discard(lines[0])
+            raise RetryableWriteError("HTTP 503: busy")
+        self.written.append(list(lines))
+
+    def open(self, first_line: bytes) -> None:
+        self.gates.setdefault(first_line, asyncio.Event()).set()
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.001)
+
+
+async def test_up_to_write_concurrency_batches_are_in_flight_at_once() -> None:
+    writer = GatedWriter()
+    sink = BufferedSink(writer, on_refused=lambda line, msg: None, batch_size=2, flush_interval_s=10,
+                        backoff=fast_backoff(), write_concurrency=2)
+    for name in (b"a", b"b", b"c"):
+        await sink.put([name + b"1", name + b"2"])
+    task = asyncio.create_task(sink.run())
+    await _until(lambda: len(writer.started) == 2)
+    await asyncio.sleep(0.02)
+    assert writer.started == [[b"a1", b"a2"], [b"b1", b"b2"]]  # the third waits for a free slot
+    writer.open(b"a1")
+    await _until(lambda: len(writer.started) == 3)
+    assert writer.started[2] == [b"c1", b"c2"]
+    writer.open(b"b1")
+    writer.open(b"c1")
+    await asyncio.wait_for(sink.wait_empty(), 2)
+    await sink.close()
+    await asyncio.wait_for(task, 2)
+    assert sink.stats.lines_written == 6
+
+
+async def test_batches_settle_in_the_order_cut_whatever_order_they_are_written_in() -> None:
+    writer = GatedWriter(fail_first_attempt_of=frozenset({b"a1"}))
+    settled: list[str] = []
+    sink = BufferedSink(writer, on_refused=lambda line, msg: None, batch_size=2, flush_interval_s=10,
+                        backoff=fast_backoff(), write_concurrency=2)
+    await sink.put([b"a1", b"a2"], lambda: settled.append("a"))
+    await sink.put([b"b1", b"b2"], lambda: settled.append("b"))
+    task = asyncio.create_task(sink.run())
+    await _until(lambda: len(writer.started) == 2)
+    writer.open(b"b1")  # the later batch is written first ...
+    await _until(lambda: writer.written == [[b"b1", b"b2"]])
+    await asyncio.sleep(0.02)
+    assert settled == []  # ... but settles only after the earlier one
+    assert sink.pending == 4
+    writer.open(b"a1")  # the earlier batch fails once (503), is retried, then written
+    await asyncio.wait_for(sink.wait_empty(), 2)
+    assert writer.written == [[b"b1", b"b2"], [b"a1", b"a2"]]
+    assert settled == ["a", "b"]
+    assert sink.stats.retries == 1
+    await sink.close()
+    await asyncio.wait_for(task, 2)

@@ -1,8 +1,11 @@
 """The one wrapper around a line writer that owns batching, back-pressure, retry and splitting.
 
-Lines are flushed in order, one batch at a time, on size or interval, and once more at shutdown.
-A caller's ``on_durable`` callback fires once every line it put is written (or dead-lettered as
-refused by the server), which is when the MQTT source may acknowledge the message.
+Lines are flushed in batches, on size or interval, and once more at shutdown; up to
+``write_concurrency`` batches are in flight at once (a write's round trip then overlaps the next one,
+as Vector's request concurrency does). Batches settle in the order they were cut, whatever order the
+server answers in: a caller's ``on_durable`` callback fires once every line it put, and every line put
+before, is written (or dead-lettered as refused by the server), which is when the MQTT source may
+acknowledge the message.
 
 Failure handling (errors.py): retryable -> same batch again after a capped, jittered backoff that
 honours Retry-After; too large -> split in halves; refused lines -> bisect down to the refused line,
@@ -16,6 +19,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from citytelemetry.contracts import LineWriter
 from citytelemetry.sink.backoff import Backoff
@@ -31,7 +35,7 @@ OnRefused = Callable[[bytes, str], None]
 class BufferedSink:
     def __init__(self, writer: LineWriter, *, on_refused: OnRefused, batch_size: int = 5000,
                  flush_interval_s: float = 1.0, max_buffered_lines: int = 200_000,
-                 backoff: Backoff | None = None, stats: WriteStats | None = None) -> None:
+                 backoff: Backoff | None = None, stats: WriteStats | None = None, write_concurrency: int = 1) -> None:
         self._writer = writer
         self._on_refused = on_refused
         self._batch_size = batch_size
@@ -39,7 +43,10 @@ class BufferedSink:
         self._max_buffered = max_buffered_lines
         self._backoff = backoff or Backoff()
         self.stats = stats or WriteStats()
+        self._concurrency = write_concurrency
         self._lines: deque[bytes] = deque()
+        self._sent = 0  # lines at the front of _lines that are in flight
+        self._inflight: deque[tuple[int, asyncio.Task[None]]] = deque()  # (lines, write) in the order cut
         self._marks: deque[tuple[int, OnDurable]] = deque()  # (absolute end offset, callback)
         self._appended = 0  # absolute count of lines ever put
         self._durable = 0  # absolute count of lines written or refused
@@ -65,7 +72,7 @@ class BufferedSink:
 
     def put_nowait(self, lines: Sequence[bytes], on_durable: OnDurable | None = None) -> None:
         """Queue without waiting: for the pipeline's own small records (dead letters, self-metrics)."""
-        if not self._lines:
+        if len(self._lines) == self._sent:  # nothing waits to be sent: these are the oldest now
             self._oldest_at = time.monotonic()
         self._lines.extend(lines)
         self._appended += len(lines)
@@ -86,43 +93,58 @@ class BufferedSink:
     # -- flushing --------------------------------------------------------------------------------
     async def run(self) -> None:
         """Flush loop: until ``close`` is called and everything is written."""
-        while True:
-            if not self._lines:
-                if self._closing:
+        try:
+            while True:
+                self._settle_finished()
+                unsent = len(self._lines) - self._sent
+                if unsent and len(self._inflight) < self._concurrency and self._batch_due(unsent):
+                    self._send(min(self._batch_size, unsent))
+                    continue
+                if not self._lines and self._closing:
                     return
-                self._data.clear()
-                await self._data.wait()
-                continue
-            if len(self._lines) < self._batch_size and not (self._closing or self._urgent):
-                await self._wait_for_batch()
-            await self._flush_one()
+                await self._wait_for_change(unsent)
+        finally:
+            for _, task in self._inflight:
+                task.cancel()
+            await asyncio.gather(*(task for _, task in self._inflight), return_exceptions=True)
 
-    async def _wait_for_batch(self) -> None:
-        deadline = self._oldest_at + self._interval
-        while len(self._lines) < self._batch_size and not (self._closing or self._urgent):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            self._data.clear()
-            try:
-                async with asyncio.timeout(remaining):
-                    await self._data.wait()
-            except TimeoutError:
-                return
+    def _batch_due(self, unsent: int) -> bool:
+        return (unsent >= self._batch_size or self._closing or self._urgent
+                or time.monotonic() >= self._oldest_at + self._interval)
 
-    async def _flush_one(self) -> None:
-        count = min(self._batch_size, len(self._lines))
-        batch = [self._lines[i] for i in range(count)]
-        started, backlog = time.monotonic(), len(self._lines) > count
-        await self._write_until_done(batch)
-        if not backlog:  # what is left arrived during this write: no earlier than its start
-            self._oldest_at = started
-        for _ in range(count):
-            self._lines.popleft()
-        self._durable += count
+    def _send(self, count: int) -> None:
+        batch = [self._lines[i] for i in range(self._sent, self._sent + count)]
+        # _oldest_at stays: the lines left arrived after it, so it still bounds their wait from below.
+        self._sent += count
+        self._inflight.append((count, asyncio.create_task(self._write_until_done(batch), name="influx-write")))
+
+    async def _wait_for_change(self, unsent: int) -> None:
+        """Until the oldest write finishes or, with a write slot free, lines arrive or the oldest unsent
+        line's interval is up (with every slot busy, new lines cannot go anywhere yet)."""
+        oldest = self._inflight[0][1] if self._inflight else None
+        if len(self._inflight) >= self._concurrency and oldest is not None:
+            await asyncio.wait([oldest])
+            return
+        self._data.clear()
+        data = asyncio.ensure_future(self._data.wait())
+        waits: list[asyncio.Future[Any]] = [data] if oldest is None else [data, oldest]
+        timeout = max(0.0, self._oldest_at + self._interval - time.monotonic()) if unsent else None
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            data.cancel()
+
+    def _settle_finished(self) -> None:
+        while self._inflight and self._inflight[0][1].done():
+            count, task = self._inflight.popleft()
+            task.result()  # _write_until_done returns only when written; anything else is a bug: raise it
+            for _ in range(count):
+                self._lines.popleft()
+            self._sent -= count
+            self._durable += count
+            while self._marks and self._marks[0][0] <= self._durable:
+                self._marks.popleft()[1]()
         self.stats.buffered_lines = len(self._lines)
-        while self._marks and self._marks[0][0] <= self._durable:
-            self._marks.popleft()[1]()
         if len(self._lines) < self._max_buffered:
             self._room.set()
         if not self._lines:
