@@ -307,17 +307,22 @@ class _LatencyProbe:
         self.samples: list[tuple[float, int]] = []  # (latency ms, points)
         self.stop = threading.Event()
         self._last_poll_ms = time.time() * 1000
+        # A query influxd answers late delays the probe as much as a late write: the slowest one tells
+        # a database stall from a pipeline stall when the p99 is high.
+        self.slowest_query_ms = 0.0
 
     def poll(self) -> None:
         lower = max(self.since_ms, int(time.time() * 1000) - self.WINDOW_MS)
         lower -= lower % self.BUCKET_MS  # whole buckets only
         q = (f'SELECT count(seq) FROM "{DEVICE_TYPE}" WHERE time >= {lower}ms '  # noqa: S608 - our names
              f"GROUP BY time({self.BUCKET_MS}ms) fill(none)")
+        asked_ms = time.time() * 1000
         try:
             series = influx_query(self.url, self.db, q)
         except RuntimeError:
             return
         now_ms = time.time() * 1000
+        self.slowest_query_ms = max(self.slowest_query_ms, now_ms - asked_ms)
         seen_at = (self._last_poll_ms + now_ms) / 2  # landed somewhere between the two polls
         for bucket_ms, count in series[0]["values"] if series else []:
             grown = int(count) - self.seen.get(bucket_ms, 0)
@@ -369,7 +374,8 @@ def part_e(ctx: Context, devices: int, rates: list[float], duration_s: float) ->
                 f"{landed.count}; latency p50 {p50:.0f} ms, p99 {p99:.0f} ms")
         rows.append(Row("e", "W1", f"latency publish→queryable at {rate:g} msg/s", published.rate, published.rate,
                         f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms (±{_LatencyProbe.BUCKET_MS} ms, {probe.sampled} "
-                        f"points timed); landed {landed.count}/{published.messages} over {duration_s:g} s; "
+                        f"points timed, slowest probe query {probe.slowest_query_ms:,.0f} ms); landed "
+                        f"{landed.count}/{published.messages} over {duration_s:g} s; "
                         f"pipeline GC: {proc.gc_summary() or 'not reported'}",
                         {"p50_ms": p50, "p99_ms": p99, "landed": landed.count, "expected": published.messages,
                          "sampled": probe.sampled}))

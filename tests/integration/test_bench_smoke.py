@@ -40,8 +40,10 @@ def test_bench_tiny_run_produces_figures_and_exact_counts(tmp_path: Path) -> Non
             assert row["peak_rss_mib"] > 0
             pipelines = ["pipeline 1", "pipeline 2"] if row["part"] == "d" else ["pipeline 1"]
             assert sorted(row["cores"]) == sorted([*pipelines, "mosquitto", "influxd"]), row
+            # >= 0, not > 0: at this scale a drain can be shorter than the 10 ms tick of /proc/stat
             assert all(cores >= 0 for cores in row["cores"].values()), row
-            assert row["machine_cores"] > 0, row
+            assert row["machine_cores"] >= 0, row
+            assert "cores busy: pipeline 1 " in row["details"], row
         if row["part"] == "g":
             assert 0 < row["rss_warm_mib"] <= row["peak_rss_mib"], row
             assert 0 < row["rss_end_mib"] <= row["peak_rss_mib"], row
