@@ -56,3 +56,17 @@ class CoreMeter:
         wall = max(time.monotonic() - self._at, 1e-9)
         used = {name: (process_cpu_seconds(pid) - self._start[name]) / wall for name, pid in self._pids.items()}
         return CoreShares(used, (machine_busy_seconds() - self._machine) / wall)
+
+
+def wait_quiet(pids: dict[str, int], *, below_cores: float = 0.05, window_s: float = 1.0,
+               timeout_s: float = 60.0) -> float:
+    """Wait until every named process used less than ``below_cores`` over one ``window_s`` (influxd
+    compacting what an earlier part wrote, say), so a part does not measure the one before it.
+    Returns the seconds waited; gives up quietly after ``timeout_s``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        meter = CoreMeter(pids)
+        time.sleep(window_s)
+        if all(cores < below_cores for cores in meter.stop().by_name.values()):
+            break
+    return time.monotonic() - started

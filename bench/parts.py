@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench.cpu import CoreMeter
+from bench.cpu import CoreMeter, wait_quiet
 from bench.pipeline import PipelineConfig, PipelineProcess
 from bench.publish import PublishResult, publish_bulk, publish_paced
 from bench.results import Row
@@ -42,6 +42,12 @@ class Context:
     inventory_dir: Path
     alerts: bool = True
     say: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True)
+
+    def settle(self) -> None:
+        """Before a timed part: let the broker and the database finish what earlier parts gave them."""
+        waited = wait_quiet(self.services.pids())
+        if waited > 1.5:
+            self.say(f"  (waited {waited:.1f} s for mosquitto and influxd to go quiet)")
 
     def prefix(self, name: str) -> str:
         return f"bench/{self.run_id}/{name}"
@@ -238,6 +244,7 @@ def _drain_pipelines(ctx: Context, work: Workload, name: str, procs: list[Pipeli
             p.stop()
     s = ctx.services
     published = publish_bulk(s.mqtt_host, s.mqtt_port, work, prefix)
+    ctx.settle()
     try:
         for p in procs:
             p.start()
@@ -357,6 +364,7 @@ def part_e(ctx: Context, devices: int, rates: list[float], duration_s: float) ->
     for rate in rates:
         name = f"e{int(rate)}"
         db, prefix = ctx.database(name), ctx.prefix(name)
+        ctx.settle()
         with ctx.pipeline(name, db, prefix) as proc:
             proc.wait_ready()
             since = int(time.time() * 1000) - 1000
@@ -390,6 +398,7 @@ def part_f(ctx: Context, devices: int, rate: float, warmup_s: float, outage_s: f
     s = ctx.services
     db, prefix = ctx.database("f"), ctx.prefix("f")
     result: list[PublishResult] = []
+    ctx.settle()
     with ctx.pipeline("f", db, prefix) as proc:
         proc.wait_ready()
         publisher = threading.Thread(target=lambda: result.append(publish_paced(
@@ -431,6 +440,7 @@ def part_g(ctx: Context, devices: int, rate: float, duration_s: float) -> Row:
     s = ctx.services
     db, prefix = ctx.database("g"), ctx.prefix("g")
     samples: list[tuple[float, float]] = []
+    ctx.settle()
     stop = threading.Event()
     with ctx.pipeline("g", db, prefix) as proc:
         proc.wait_ready()
