@@ -239,3 +239,37 @@ async def test_batches_settle_in_the_order_cut_whatever_order_they_are_written_i
     assert sink.stats.retries == 1
     await sink.close()
     await asyncio.wait_for(task, 2)
+
+
+class FlakyOnceWriter:
+    """The first attempt of each batch fails with 503; batch "b" asks to be retried in 30 s."""
+
+    def __init__(self) -> None:
+        self.failed: set[bytes] = set()
+        self.written: list[list[bytes]] = []
+
+    async def write(self, lines: Sequence[bytes]) -> None:
+        await asyncio.sleep(0.005)
+        if lines[0] not in self.failed:
+            self.failed.add(lines[0])
+            raise RetryableWriteError("HTTP 503: busy", retry_after_s=30.0 if lines[0] == b"b1" else None)
+        self.written.append(list(lines))
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_batch_backing_off_retries_at_once_when_another_gets_through() -> None:
+    writer = FlakyOnceWriter()
+    sink = BufferedSink(writer, on_refused=lambda line, msg: None, batch_size=2, flush_interval_s=10,
+                        backoff=fast_backoff(), write_concurrency=2)
+    await sink.put([b"a1", b"a2"])
+    await sink.put([b"b1", b"b2"])
+    task = asyncio.create_task(sink.run())
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(sink.wait_empty(), 2)  # "b" would otherwise wait out its 30 s Retry-After
+    assert asyncio.get_running_loop().time() - started < 1.0
+    assert sorted(writer.written) == [[b"a1", b"a2"], [b"b1", b"b2"]]
+    assert sink.stats.retries == 2
+    await sink.close()
+    await asyncio.wait_for(task, 2)
