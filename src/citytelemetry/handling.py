@@ -38,7 +38,8 @@ class MessageHandler:
         self.stats = stats
         self.completeness = completeness
         self.evaluator = evaluator
-        self.source: BrokerSource | None = None  # the connected source, for the in-flight gauge
+        self.source: BrokerSource | None = None  # the connected source (None between connections): the
+        # in-flight gauge here and the pipeline's dead-letter notices read it
         self._dead = dead
         self._publish_notice = publish_notice
         self._reject_log = RateLimitedLog(log)

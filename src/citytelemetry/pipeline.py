@@ -65,7 +65,6 @@ class Pipeline:
             self.sink = SpooledSink(self.spool, buffer, memory_lines=p.spool_memory_lines)
         self._notices: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=NOTICE_QUEUE)
         self._stop = asyncio.Event()
-        self._source: BrokerSource | None = None
         self.completeness = CompletenessTracker(catalog)
         self.evaluator = evaluator_factory(self.sink.put_nowait) if evaluator_factory else None
         if self.evaluator is not None:
@@ -133,7 +132,7 @@ class Pipeline:
         while not self._stop.is_set():
             try:
                 async with open_source(self.settings.mqtt) as source:
-                    self._source = self.handler.source = source
+                    self.handler.source = source
                     self.stats.mqtt_connected = True
                     self.stats.mqtt_connects += 1
                     attempt = 0
@@ -148,7 +147,7 @@ class Pipeline:
                     async with asyncio.timeout(delay):
                         await self._stop.wait()
             finally:
-                self._source = self.handler.source = None
+                self.handler.source = None
                 self.stats.mqtt_connected = False
 
     async def _pump_until_stopped(self, source: BrokerSource) -> None:
@@ -228,7 +227,7 @@ class Pipeline:
                 self._notices.task_done()
 
     async def _publish_notice(self, topic: str, payload: bytes) -> None:
-        source = self._source
+        source = self.handler.source
         if source is None:
             self.stats.deadletter_publish_failures += 1
             return
