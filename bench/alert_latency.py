@@ -33,18 +33,18 @@ from simulators.district import DistrictSimulator, Pacing, publish  # noqa: E402
 
 from citytelemetry.alerts import build_evaluator  # noqa: E402
 from citytelemetry.alerts.evaluator import AlertEngine  # noqa: E402
-from citytelemetry.alerts.settings import AlertSettings  # noqa: E402
 from citytelemetry.config import (  # noqa: E402
     AlertmanagerSettings,
+    AlertSettings,
     HttpSettings,
     InfluxSettings,
     MqttSettings,
     PipelineSettings,
     Settings,
 )
-from citytelemetry.pipeline import Pipeline  # noqa: E402
 from citytelemetry.profiles import Catalog, load_catalog  # noqa: E402
 from citytelemetry.records import Reading  # noqa: E402
+from citytelemetry.run import build_pipeline  # noqa: E402
 from citytelemetry.services import ManagedService, definitions, free_port  # noqa: E402
 
 PROBE_EVERY_S = 0.25
@@ -129,7 +129,8 @@ async def latency(rate: float, seconds: float, services: dict[str, str], catalog
         alertmanager=AlertmanagerSettings(url=services["alertmanager"]),
         alerts=AlertSettings(rules_dir=ROOT / "alert_rules", state_file=tmp / f"{prefix.replace('/', '_')}.json",
                              evaluation_interval_s=1.0))
-    pipeline = Pipeline(settings, catalog, evaluator_factory=lambda emit: build_evaluator(settings, catalog, emit))
+    pipeline = build_pipeline(settings, catalog,
+                              evaluator_factory=lambda emit: build_evaluator(settings, catalog, emit))
     run = asyncio.create_task(pipeline.run())
     while not pipeline.stats.mqtt_connected:  # noqa: ASYNC110 - polling a counter the pipeline owns
         await asyncio.sleep(0.05)

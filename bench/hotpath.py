@@ -25,6 +25,9 @@ class _DropWriter:
     def __init__(self) -> None:
         self.lines = 0
 
+    async def prepare(self) -> None:
+        return None
+
     async def write(self, lines: Sequence[bytes]) -> None:
         self.lines += len(lines)
 
@@ -46,8 +49,8 @@ async def _measure(root: Path, name: str, count: int, *, alerts: bool, spool: bo
     from citytelemetry.alerts import build_evaluator
     from citytelemetry.config import Settings
     from citytelemetry.contracts import InboundMessage
-    from citytelemetry.pipeline import Pipeline
     from citytelemetry.profiles import load_catalog
+    from citytelemetry.run import build_pipeline
 
     work = next(w for w in workloads(1.0, messages=count) if w.name == name)
     types_dir, inventory_dir = write_profiles(root / name, work.devices)
@@ -60,7 +63,7 @@ async def _measure(root: Path, name: str, count: int, *, alerts: bool, spool: bo
     })
     catalog = load_catalog(types_dir, inventory_dir)
     factory = (lambda emit: build_evaluator(settings, catalog, emit)) if alerts else None
-    pipeline = Pipeline(settings, catalog, writer=_DropWriter(), evaluator_factory=factory)
+    pipeline = build_pipeline(settings, catalog, writer=_DropWriter(), evaluator_factory=factory)
     if pipeline.spool is not None:
         pipeline.spool.open()
     base = int(time.time() * 1000) - 600_000

@@ -38,8 +38,8 @@ GROUP = "citytelemetry_hotpath"  # the name of mypyc's shared runtime library, a
 # coroutines: mypyc 2.4 mis-compiles an ``await`` inside ``finally`` (after one call of such a coroutine
 # is cancelled, a later call of the same function re-raises that CancelledError at its end; reproduced
 # with a 20-line module, and it broke tests/unit/test_spool.py). So the per-message work of the async
-# classes lives in sync modules of its own (handling.py, alerts/observer.py), compiled here, and the
-# async shells (pipeline.py, sink/buffer.py, alerts/evaluator.py) stay interpreted.
+# classes lives in sync modules of its own (run/handler.py, alerts/observer.py), compiled here, and the
+# async shells (run/lifecycle.py, sink/buffer.py, alerts/evaluator.py) stay interpreted.
 HOT_MODULES = (
     "citytelemetry/records.py",
     "citytelemetry/validate/decode.py",
@@ -55,7 +55,7 @@ HOT_MODULES = (
     "citytelemetry/observability/completeness.py",
     "citytelemetry/observability/ratelog.py",
     "citytelemetry/observability/stats.py",
-    "citytelemetry/handling.py",
+    "citytelemetry/run/handler.py",
 )
 
 

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from citytelemetry.ingest.topics import PREFIX
 from citytelemetry.profiles import ProfileError, load_catalog
+from citytelemetry.topics import PREFIX
 from simulators.district import DistrictSimulator, MqttTarget, Pacing, Progress, PublishError, Summary, publish
 from simulators.faults import MAX_PAYLOAD_BYTES, FaultPlanError, parse_fault_counts
 from simulators.scenarios import SCENARIOS

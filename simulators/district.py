@@ -25,10 +25,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from citytelemetry.ingest.topics import PREFIX, status_topic, telemetry_topic
 from citytelemetry.profiles.catalog import Catalog, RegisteredDevice
 from citytelemetry.profiles.models import System
 from citytelemetry.records import Reason
+from citytelemetry.topics import PREFIX, status_topic, telemetry_topic
 from simulators.faults import (
     EXTRA,
     MAX_PAYLOAD_BYTES,

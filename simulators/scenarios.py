@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from citytelemetry.ingest.topics import status_topic
 from citytelemetry.profiles.catalog import Catalog, RegisteredDevice
 from citytelemetry.records import FieldValue
+from citytelemetry.topics import status_topic
 from simulators.faults import encode
 
 if TYPE_CHECKING:

@@ -1,5 +1,5 @@
 import sys
 
-from citytelemetry.cli import main
+from citytelemetry.cli.main import main
 
 sys.exit(main())

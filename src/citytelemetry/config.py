@@ -27,8 +27,6 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from citytelemetry.alerts.settings import AlertSettings
-
 ENV_PREFIX = "CITYTELEMETRY_"
 DEFAULT_CONFIG_FILE = Path("citytelemetry.toml")
 
@@ -115,6 +113,21 @@ class AlertmanagerSettings(Section):
     @classmethod
     def _url(cls, value: str) -> str:
         return _check_url(value, ("http", "https"))
+
+
+class AlertSettings(Section):
+    """In-stream alerting (the ``[alerts]`` section; docs/alerting.md)."""
+
+    enabled: bool = True
+    rules_dir: Path = Path("alert_rules")
+    state_file: Path = Path(".run/alert-state.json")
+    evaluation_interval_s: float = Field(default=5.0, gt=0, le=300)  # time-based rules: staleness, coverage
+    resend_interval_s: float = Field(default=60.0, gt=0)  # firing alerts are sent again this often
+    request_timeout_s: float = Field(default=5.0, gt=0, le=120)  # each POST to Alertmanager
+    max_queued: int = Field(default=100_000, ge=100)  # alert events waiting while Alertmanager is unreachable
+    state_save_interval_s: float = Field(default=10.0, gt=0)  # state file written this often when changed
+    generator_url: str = "http://127.0.0.1:9108/alerts"  # generatorURL of every alert
+    runbook_base_url: str = "docs/runbooks.md"  # runbook annotation: <base>#<anchor>
 
 
 class PipelineSettings(Section):

@@ -1,6 +1,10 @@
 """Stage contracts: each stage of the pipeline is one of these small protocols.
 
-    MessageSource -> Validator -> Sink      (alerts and dead letters hang off the same records)
+    MessageSource -> Validator -> Sink -> LineWriter      (alerts and dead letters hang off the same records)
+
+A message's lines go into the ``Sink`` with an ``OnDurable`` callback; the sink calls it once those
+lines are durable (fsync'd in the spool, or written to InfluxDB), and only then is the message settled
+(PUBACKed) at the broker.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from citytelemetry.records import Outcome, Reading
+
+OnDurable = Callable[[], None]  # called once, when every line handed over with it is durable
 
 
 class Delivery(Protocol):
@@ -40,8 +46,35 @@ class Validator(Protocol):
     def __call__(self, message: InboundMessage) -> Outcome: ...
 
 
+class Sink(Protocol):
+    """Takes lines with a durability callback; batches, retries and settles them in order.
+
+    ``put`` waits when the sink is full (back-pressure reaches the broker); ``put_nowait`` is for the
+    pipeline's own small records (self-metrics, alert history), which must never wait on devices.
+    """
+
+    @property
+    def pending(self) -> int:
+        """Lines handed over and not yet durable in InfluxDB."""
+
+    async def put(self, lines: Sequence[bytes], on_durable: OnDurable | None = None) -> None: ...
+
+    def put_nowait(self, lines: Sequence[bytes], on_durable: OnDurable | None = None) -> None: ...
+
+    async def run(self) -> None:
+        """Flush on size or interval until ``close``; then flush once more and return."""
+
+    async def wait_settled(self) -> None:
+        """Until every line handed over so far is durable and its callback has run."""
+
+    async def close(self) -> None: ...
+
+
 class LineWriter(Protocol):
     """Writes one batch of line-protocol lines; raises ``citytelemetry.sink.errors.WriteError``."""
+
+    async def prepare(self) -> None:
+        """Ready the store before the first write (1.x: ``CREATE DATABASE`` when configured); may raise."""
 
     async def write(self, lines: Sequence[bytes]) -> None: ...
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from simulators.district import DistrictSimulator, Summary, publish
 
 from citytelemetry.config import HttpSettings, InfluxSettings, MqttSettings, PipelineSettings, Settings
-from citytelemetry.pipeline import Pipeline
 from citytelemetry.profiles import Catalog, load_catalog
+from citytelemetry.run import Pipeline, build_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +39,7 @@ def pipeline_settings(mqtt_url: str, topic_prefix: str, influx: InfluxSettings, 
 
 @asynccontextmanager
 async def running_pipeline(settings: Settings, catalog: Catalog) -> AsyncIterator[Pipeline]:
-    pipeline = Pipeline(settings, catalog)
+    pipeline = build_pipeline(settings, catalog)
     task = asyncio.create_task(pipeline.run())
     try:
         await wait_for(lambda: pipeline.stats.mqtt_connected, 10, "pipeline connected")

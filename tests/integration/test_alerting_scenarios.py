@@ -24,8 +24,8 @@ from simulators.district import DistrictSimulator, Pacing
 from simulators.scenarios import SCENARIOS, Effect, Scenario, silent_network_nodes
 
 from citytelemetry.observability.prometheus import registry_for
-from citytelemetry.pipeline import Pipeline
 from citytelemetry.profiles import Catalog, RegisteredDevice
+from citytelemetry.run import Pipeline
 from tests.conftest import MqttBroker, influx_query
 
 from .alerting.harness import Bench, Page, alert_settings, alertmanager_with_webhook, running, who

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from citytelemetry.cli.services import services_command
 from citytelemetry.config import Settings
 from citytelemetry.security.local import local_credentials
-from citytelemetry.services import free_port, services_command
+from citytelemetry.services import free_port
 
 from .conftest import MqttProbeClient
 from .pipeline_harness import ROOT

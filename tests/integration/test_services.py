@@ -20,6 +20,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from citytelemetry.cli.services import services_command
 from citytelemetry.config import Settings
 from citytelemetry.services import (
     ManagedService,
@@ -31,7 +32,6 @@ from citytelemetry.services import (
     definitions,
     free_port,
     port_is_free,
-    services_command,
 )
 from tests.conftest import MqttBroker, influx_query
 

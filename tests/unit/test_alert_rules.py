@@ -11,8 +11,7 @@ from citytelemetry.alerts.lifecycle import Tracker
 from citytelemetry.alerts.model import Alert, AlertState, RuleInfo, Severity, Subject, fingerprint
 from citytelemetry.alerts.rulefiles import load_rule_files
 from citytelemetry.alerts.rules import HampelRule
-from citytelemetry.alerts.settings import AlertSettings
-from citytelemetry.config import Settings
+from citytelemetry.config import AlertSettings, Settings
 from citytelemetry.profiles import Catalog, load_catalog
 from citytelemetry.records import FieldValue, Reading
 

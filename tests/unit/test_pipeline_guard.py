@@ -10,7 +10,7 @@ import orjson
 
 from citytelemetry.config import HttpSettings, PipelineSettings, Settings
 from citytelemetry.contracts import InboundMessage
-from citytelemetry.pipeline import Pipeline
+from citytelemetry.run import build_pipeline
 
 from .catalog_fixture import make_catalog
 
@@ -20,6 +20,9 @@ TOPIC = "ct/v1/hunnan/tunnel/tun-c001-gas1/telemetry"
 class ListWriter:
     def __init__(self) -> None:
         self.lines: list[bytes] = []
+
+    async def prepare(self) -> None:
+        return None
 
     async def write(self, lines: Sequence[bytes]) -> None:
         self.lines.extend(lines)
@@ -39,7 +42,7 @@ class Settled:
 async def test_a_validator_crash_is_dead_lettered_and_the_stream_goes_on() -> None:
     settings = Settings(http=HttpSettings(port=0), pipeline=PipelineSettings(spool_dir=None))
     writer = ListWriter()
-    pipeline = Pipeline(settings, make_catalog(), writer=writer)
+    pipeline = build_pipeline(settings, make_catalog(), writer=writer)
     real = pipeline.handler.validator
     calls = {"n": 0}
 

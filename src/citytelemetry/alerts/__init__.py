@@ -1,13 +1,12 @@
 """In-stream alert rules generated from the device profiles and ``alert_rules/``, delivered through Alertmanager.
 
     evaluator = build_evaluator(settings, catalog, emit)   # rules compiled, state restored; no network I/O
-    Pipeline(settings, catalog, evaluator_factory=lambda emit: build_evaluator(settings, catalog, emit))
+    build_pipeline(settings, catalog, evaluator_factory=lambda emit: build_evaluator(settings, catalog, emit))
 
 Layout: ``rulefiles`` (schema of alert_rules/), ``compile`` (profiles + files -> rule callables),
 ``rules`` (the callables), ``lifecycle`` (pending -> firing -> resolved), ``clock`` (event time),
 ``delivery`` (Alertmanager API v2 queue), ``history`` (ct_alerts points), ``state`` (restart-safe state),
-``evaluator`` (the AlertEvaluator tying them together), ``cli`` (``citytelemetry alerts``).
-This module imports them lazily: ``citytelemetry.config`` imports ``alerts.settings`` at start.
+``evaluator`` (the AlertEvaluator tying them together); its settings are ``config.AlertSettings``.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ __all__ = ["build_evaluator"]
 
 def build_evaluator(settings: Settings, catalog: Catalog, emit: EmitLines, *,
                     clock: WallClock = time.time) -> AlertEvaluator:
-    """The evaluator for ``Pipeline(evaluator_factory=...)``; raises
+    """The evaluator for ``run.build_pipeline(evaluator_factory=...)``; raises
     ``citytelemetry.alerts.rulefiles.AlertRuleError`` when a rule file is invalid."""
     from citytelemetry.alerts.evaluator import AlertEngine
 

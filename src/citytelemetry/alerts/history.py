@@ -8,10 +8,9 @@ fingerprint. Grafana can use it as an annotation source; the history outlives Al
 from __future__ import annotations
 
 from citytelemetry.alerts.model import Alert, AlertState
+from citytelemetry.measurements import ALERTS
 from citytelemetry.records import FieldValue
 from citytelemetry.sink.line_protocol import NS_PER_MS, format_line
-
-MEASUREMENT = "ct_alerts"
 
 
 def alert_line(alert: Alert) -> bytes:
@@ -25,4 +24,4 @@ def alert_line(alert: Alert) -> bytes:
     fields["summary"] = alert.summary
     fields["fingerprint"] = alert.fingerprint
     ts_ms = alert.resolved_ms if alert.state is AlertState.RESOLVED else alert.fired_ms
-    return format_line(MEASUREMENT, tuple(sorted(tags.items())), fields, (ts_ms or alert.since_ms) * NS_PER_MS)
+    return format_line(ALERTS, tuple(sorted(tags.items())), fields, (ts_ms or alert.since_ms) * NS_PER_MS)

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from citytelemetry.alerts.clock import EventClock
 from citytelemetry.alerts.compile import ReadingRule, RuleSet
 from citytelemetry.alerts.lifecycle import Tracker
+from citytelemetry.measurements import DEVICE_STATUS
 from citytelemetry.records import Reading
-from citytelemetry.validate.validator import STATUS_MEASUREMENT
 
 
 class ReadingObserver:
@@ -29,7 +29,7 @@ class ReadingObserver:
 
     def observe(self, readings: Sequence[Reading]) -> None:
         clock = self.clock
-        newest = max((r.timestamp_ms for r in readings if r.measurement != STATUS_MEASUREMENT), default=None)
+        newest = max((r.timestamp_ms for r in readings if r.measurement != DEVICE_STATUS), default=None)
         if newest is not None:
             clock.advance(newest)
             if self.ruleset.clock_start[0] is None:
@@ -39,7 +39,7 @@ class ReadingObserver:
         if clock.started and (self.resume or self.early_offline):
             self._on_start(now)
         for reading in readings:
-            if reading.measurement == STATUS_MEASUREMENT:
+            if reading.measurement == DEVICE_STATUS:
                 online = reading.fields.get("online") is True
                 if clock.started:
                     presence.status(reading.device_id, online=online, now_ms=now)

@@ -13,7 +13,7 @@ from typing import Protocol, Self
 
 from citytelemetry.config import MqttSettings
 from citytelemetry.contracts import MessageSource
-from citytelemetry.ingest.topics import subscriptions
+from citytelemetry.topics import subscriptions
 
 
 class BrokerError(Exception):

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from citytelemetry.measurements import COMPLETENESS
 from citytelemetry.profiles import Catalog
 from citytelemetry.records import FieldValue
 from citytelemetry.sink.line_protocol import format_line
-
-COMPLETENESS_MEASUREMENT = "ct_completeness"
 
 
 class _Device:
@@ -75,6 +74,6 @@ class CompletenessTracker:
                 "duplicates": state.duplicates, "out_of_order": state.out_of_order,
                 "completeness": state.received / expected if expected else 1.0,
             }
-            out.append(format_line(COMPLETENESS_MEASUREMENT, self._catalog.devices[device_id].tags, fields,
+            out.append(format_line(COMPLETENESS, self._catalog.devices[device_id].tags, fields,
                                    timestamp_ns))
         return out

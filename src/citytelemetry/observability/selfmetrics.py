@@ -3,12 +3,10 @@ beside the data. Cumulative counters: graph them with ``non_negative_derivative`
 
 from __future__ import annotations
 
+from citytelemetry.measurements import PIPELINE, PIPELINE_REJECTS
 from citytelemetry.observability.stats import PipelineStats
 from citytelemetry.records import FieldValue
 from citytelemetry.sink.line_protocol import format_line
-
-PIPELINE_MEASUREMENT = "ct_pipeline"
-REJECTS_BY_REASON_MEASUREMENT = "ct_pipeline_rejects"
 
 
 def selfmetrics_lines(stats: PipelineStats, instance: str, timestamp_ns: int) -> list[bytes]:
@@ -34,9 +32,9 @@ def selfmetrics_lines(stats: PipelineStats, instance: str, timestamp_ns: int) ->
         fields.update(spool_depth=stats.spool.depth_records, spool_bytes=stats.spool.bytes_on_disk,
                       spool_age_s=float(stats.spool.oldest_age_s), spool_write_failures=stats.spool.write_failures)
     tags = (("instance", instance),)
-    lines = [format_line(PIPELINE_MEASUREMENT, tags, fields, timestamp_ns)]
+    lines = [format_line(PIPELINE, tags, fields, timestamp_ns)]
     lines.extend(
-        format_line(REJECTS_BY_REASON_MEASUREMENT, (("instance", instance), ("reason", reason)),
+        format_line(PIPELINE_REJECTS, (("instance", instance), ("reason", reason)),
                     {"count": count}, timestamp_ns)
         for reason, count in sorted(stats.rejections.items())
     )

@@ -6,7 +6,8 @@ for TLS, InfluxDB users with only the rights they need. See docs/security.md.
     tls.py           a local CA and server/client certificates (openssl CLI)
     influx.py        InfluxDB 1.x users: admin, write-only pipeline, read-only dashboards
     local.py         the files ``services up`` needs, and the credentials the demo and tests use
-    cli.py           ``citytelemetry security init|acl|certs|rotate|influx-users|show``
+
+The command (``citytelemetry security ...``) is ``citytelemetry.cli.security``.
 """
 
 from citytelemetry.security.credentials import CredentialSource, Generations, SecretKey

@@ -19,8 +19,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from citytelemetry.ingest.topics import STATUS, TELEMETRY
 from citytelemetry.security.errors import SecurityError
+from citytelemetry.topics import STATUS, TELEMETRY
 
 PBKDF2_ITERATIONS = 101
 SALT_BYTES = 12

@@ -9,12 +9,12 @@ signals a process it did not start.
 """
 
 from citytelemetry.services import definitions
-from citytelemetry.services.command import managed_services, services_command
 from citytelemetry.services.errors import BinaryNotFoundError, PortInUseError, ServiceError, ServiceStartError
 from citytelemetry.services.managed import ManagedService, ServiceState, ServiceStatus
 from citytelemetry.services.ports import free_port, port_is_free
 from citytelemetry.services.probes import HttpProbe, Probe, TcpProbe
 from citytelemetry.services.spec import ConfigFile, ServiceSpec
+from citytelemetry.services.stack import managed_services
 
 __all__ = [
     "BinaryNotFoundError",
@@ -33,5 +33,4 @@ __all__ = [
     "free_port",
     "managed_services",
     "port_is_free",
-    "services_command",
 ]

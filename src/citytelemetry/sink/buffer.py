@@ -22,14 +22,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from citytelemetry.contracts import LineWriter
+from citytelemetry.contracts import LineWriter, OnDurable
 from citytelemetry.sink.backoff import Backoff
 from citytelemetry.sink.errors import BatchTooLargeError, RejectedLinesError, RetryableWriteError
 from citytelemetry.sink.stats import WriteStats
 
 log = logging.getLogger(__name__)
 
-OnDurable = Callable[[], None]
 OnRefused = Callable[[bytes, str], None]
 
 

@@ -12,11 +12,10 @@ import itertools
 
 import orjson
 
+from citytelemetry.measurements import REJECTS
 from citytelemetry.profiles import Catalog
 from citytelemetry.records import Rejection
 from citytelemetry.sink.line_protocol import NS_PER_MS, format_line
-
-REJECTS_MEASUREMENT = "ct_rejects"
 
 
 class DeadLetterFormatter:
@@ -41,7 +40,7 @@ class DeadLetterFormatter:
         if rejection.measurement is not None:
             fields["field"] = rejection.measurement
         timestamp_ns = received_ms * NS_PER_MS + next(self._counter) % NS_PER_MS
-        return format_line(REJECTS_MEASUREMENT, tags, fields, timestamp_ns)
+        return format_line(REJECTS, tags, fields, timestamp_ns)
 
     def notice(self, rejection: Rejection, received_ms: int) -> bytes:
         return orjson.dumps({

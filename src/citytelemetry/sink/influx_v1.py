@@ -58,6 +58,10 @@ class InfluxV1Writer:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise RetryableWriteError(f"InfluxDB unreachable at {self._url}: {exc!r}") from exc
 
+    async def prepare(self) -> None:
+        if self._create_database:
+            await self.create_database()
+
     async def create_database(self) -> None:
         """CREATE DATABASE is idempotent in InfluxDB 1.x; it needs a user with admin rights."""
         statement = f'CREATE DATABASE "{self._database}"'

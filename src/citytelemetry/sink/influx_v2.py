@@ -33,6 +33,9 @@ class InfluxV2Writer:
                                                timeout=self._timeout_ms, ssl_ca_cert=self._ca_file)
         return self._client
 
+    async def prepare(self) -> None:
+        """Nothing to do: a 2.x bucket (or 3.x database) is created by its operator, not by a writer."""
+
     async def write(self, lines: Sequence[bytes]) -> None:
         body = b"\n".join(lines)
         try:

@@ -16,15 +16,15 @@ from datetime import datetime
 from typing import Any
 
 from citytelemetry.contracts import InboundMessage
-from citytelemetry.ingest.topics import STATUS, parse_device_topic
+from citytelemetry.measurements import DEVICE_STATUS
 from citytelemetry.profiles import Catalog, RegisteredDevice
 from citytelemetry.records import FieldValue, Outcome, Reading, Reason, Rejection
+from citytelemetry.topics import STATUS, parse_device_topic
 from citytelemetry.validate.decode import DecodeRejected, decode_object, excerpt
 from citytelemetry.validate.fields import FieldCheck, FieldRejected, compile_check
 from citytelemetry.validate.ratelimit import DeviceRateLimit
 from citytelemetry.validate.sequence import SequenceTracker
 
-STATUS_MEASUREMENT = "ct_device_status"
 STATUS_STATES = frozenset({"online", "offline"})
 MAX_INT64 = 2**63 - 1  # InfluxDB integers are signed 64-bit
 
@@ -213,7 +213,7 @@ class MessageValidator:
         # A last will carries no timestamp: the broker's delivery time is the best we have.
         ts = (self._in_window(_parse_timestamp(data["ts"]), self._clock_ms()) if "ts" in data
               else message.received_ms)
-        outcome.readings.append(Reading(measurement=STATUS_MEASUREMENT, device_id=device.id, tags=device.tags,
+        outcome.readings.append(Reading(measurement=DEVICE_STATUS, device_id=device.id, tags=device.tags,
                                         fields={"state": state, "online": state == "online"},
                                         timestamp_ms=ts, seq=-1))
 

@@ -23,10 +23,9 @@ from simulators.district import DistrictSimulator, Summary, publish
 
 from citytelemetry.alerts import build_evaluator
 from citytelemetry.alerts.evaluator import AlertEngine
-from citytelemetry.alerts.settings import AlertSettings
-from citytelemetry.config import AlertmanagerSettings, InfluxSettings, Settings
-from citytelemetry.pipeline import Pipeline
+from citytelemetry.config import AlertmanagerSettings, AlertSettings, InfluxSettings, Settings
 from citytelemetry.profiles import Catalog
+from citytelemetry.run import Pipeline, build_pipeline
 from citytelemetry.services import ManagedService, definitions, free_port
 from tests.integration.pipeline_harness import ROOT, pipeline_settings, wait_for
 
@@ -97,7 +96,7 @@ class Bench:
             self.engine = build_evaluator(self.settings, self.catalog, emit)  # type: ignore[assignment]
             return self.engine
 
-        self.pipeline = Pipeline(self.settings, self.catalog, evaluator_factory=factory)
+        self.pipeline = build_pipeline(self.settings, self.catalog, evaluator_factory=factory)
         return self.pipeline
 
     async def publish(self, sim: DistrictSimulator) -> Summary:

@@ -14,7 +14,8 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 
-from citytelemetry.sink.buffer import BufferedSink, OnDurable
+from citytelemetry.contracts import OnDurable
+from citytelemetry.sink.buffer import BufferedSink
 from citytelemetry.sink.spool.records import SegmentReader
 from citytelemetry.sink.spool.wal import Spool
 

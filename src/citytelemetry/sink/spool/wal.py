@@ -20,13 +20,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from citytelemetry.contracts import OnDurable
 from citytelemetry.sink.backoff import Backoff
 from citytelemetry.sink.spool import records
 from citytelemetry.sink.spool.records import Record
 
 log = logging.getLogger(__name__)
 
-OnDurable = Callable[[], None]
 CHECKPOINT = "drained"
 GROUP_TARGET = 256  # records: commit at once when this many wait
 GROUP_WINDOW_S = 0.005  # else wait this long for more to join the group

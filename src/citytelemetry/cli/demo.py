@@ -7,6 +7,7 @@ prints what landed and what was rejected per system, checked against InfluxDB by
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import signal
 import threading
@@ -19,8 +20,8 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from citytelemetry.config import Settings
-from citytelemetry.pipeline import Pipeline, make_pipeline
 from citytelemetry.profiles import load_catalog
+from citytelemetry.run import Pipeline, make_pipeline
 from citytelemetry.security.local import local_credentials
 from citytelemetry.services import ManagedService, ServiceError, managed_services, port_is_free
 
@@ -195,3 +196,17 @@ def run_demo(settings: Settings, *, duration_s: float, rate: float, seed: int, b
             if started:
                 print(f"\nstopped the services this demo started ({', '.join(s.name for s in started)}); "
                       "data stays in the run directory")
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser("demo", help="start local services, simulators and the pipeline; print a summary")
+    demo.add_argument("--duration", type=float, default=60.0, help="wall-clock seconds to run (default 60)")
+    demo.add_argument("--rate", type=float, default=300.0, help="simulated messages per second (default 300)")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--bad", type=int, default=24, help="malformed / out-of-range messages to inject")
+    demo.add_argument("--keep-services", action="store_true", help="leave broker and database running after")
+
+
+def handle(args: argparse.Namespace, settings: Settings) -> int:
+    return run_demo(settings, duration_s=args.duration, rate=args.rate, seed=args.seed, bad=args.bad,
+                    keep_services=args.keep_services)

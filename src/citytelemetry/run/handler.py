@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from citytelemetry.contracts import AlertEvaluator, InboundMessage
+from citytelemetry.contracts import AlertEvaluator, InboundMessage, OnDurable, Validator
 from citytelemetry.ingest.broker import BrokerSource
+from citytelemetry.measurements import DEVICE_STATUS
 from citytelemetry.observability.completeness import CompletenessTracker
 from citytelemetry.observability.ratelog import RateLimitedLog
 from citytelemetry.observability.stats import PipelineStats
@@ -21,16 +22,14 @@ from citytelemetry.records import Outcome, Reason, Rejection
 from citytelemetry.sink.deadletter import DeadLetterFormatter
 from citytelemetry.sink.line_protocol import reading_line
 from citytelemetry.validate.decode import excerpt
-from citytelemetry.validate.validator import STATUS_MEASUREMENT
 
 log = logging.getLogger("citytelemetry.pipeline")  # the operator's view: one logger for the pipeline
 
-OnDurable = Callable[[], None]
 PublishNotice = Callable[[str, bytes], None]  # (reason code, dead-letter notice) to the live MQTT feed
 
 
 class MessageHandler:
-    def __init__(self, catalog: Catalog, validator: Callable[[InboundMessage], Outcome], stats: PipelineStats,
+    def __init__(self, catalog: Catalog, validator: Validator, stats: PipelineStats,
                  completeness: CompletenessTracker, dead: DeadLetterFormatter, *,
                  evaluator: AlertEvaluator | None = None, publish_notice: PublishNotice | None = None) -> None:
         # Any callable, not only MessageValidator: the poison-pill guard is tested with a failing one.
@@ -53,7 +52,7 @@ class MessageHandler:
         sequenced: list[tuple[str, int]] = []
         for reading in outcome.readings:
             lines.append(reading_line(reading))
-            if reading.measurement != STATUS_MEASUREMENT:
+            if reading.measurement != DEVICE_STATUS:
                 sequenced.append((reading.device_id, reading.seq))
         # One message is one device (its topic), so one system: a plain count, not a Counter per message.
         system = self._system_of[sequenced[0][0]] if sequenced else ""

@@ -7,8 +7,6 @@
     security certs [--host NAME] [--client NAME] [--renew]   local CA and certificates
     security influx-users      admin, write-only pipeline and read-only dashboard users in InfluxDB 1.x
 
-Wiring (citytelemetry/cli.py): ``security_cli.add_commands(commands)`` in the parser, and
-``if (code := security_cli.handle(args, settings)) is not None: return code`` in ``main``.
 Nothing here prints a secret except ``security credential``, which exists to do exactly that.
 """
 
@@ -31,7 +29,7 @@ from citytelemetry.security.tls import LocalPki, fingerprint
 ACTIONS = ("init", "acl", "rotate", "credential", "certs", "influx-users")
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("security", help="device credentials, broker ACLs, TLS certificates, InfluxDB users")
     parser.add_argument("security_action", choices=ACTIONS, metavar="{" + ",".join(ACTIONS) + "}")
     who = parser.add_mutually_exclusive_group()
@@ -49,10 +47,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 def handle(args: argparse.Namespace, settings: Settings, *, out: TextIO | None = None,
-           err: TextIO | None = None) -> int | None:
-    """Run ``security ...``; ``None`` if ``args`` is another command. Errors: message on stderr, exit 1."""
-    if getattr(args, "command", None) != "security":
-        return None
+           err: TextIO | None = None) -> int:
+    """Run ``security ...``. Errors: message on stderr, exit 1."""
     try:
         return _dispatch(args, settings, out or sys.stdout)
     except (SecurityError, ProfileError, OSError) as exc:
@@ -103,7 +99,7 @@ def _acl(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
 
 def _reload(settings: Settings, out: TextIO) -> int:
     """SIGHUP our local mosquitto (found by pid file and command line): it rereads password and ACL files."""
-    from citytelemetry.services.command import managed_services
+    from citytelemetry.services import managed_services
 
     broker = managed_services(settings, prepare=False)[0]
     pid = broker.pid

@@ -1,4 +1,4 @@
-"""``citytelemetry services up|down|status``: the local broker, database and alertmanager for dev runs.
+"""The local stack for dev runs and ``citytelemetry services``: broker, database and alertmanager.
 
 The broker runs with a password file and ACLs generated from the inventory (anonymous access off); an
 ``mqtts://`` broker URL or an ``https://`` InfluxDB URL adds TLS with the local CA's certificate. The files
@@ -7,8 +7,6 @@ are (re)written by ``up`` (``prepare=True``) under ``<run_dir>/security/`` (docs
 
 from __future__ import annotations
 
-import sys
-from typing import Literal, TextIO
 from urllib.parse import urlsplit
 
 from citytelemetry.config import Settings
@@ -18,42 +16,13 @@ from citytelemetry.security.local import prepare_broker, security_dir
 from citytelemetry.security.tls import LocalPki
 from citytelemetry.services import definitions
 from citytelemetry.services.errors import ServiceError
-from citytelemetry.services.managed import ManagedService, ServiceState
+from citytelemetry.services.managed import ManagedService
 
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_NOT_RUNNING = 3  # LSB: "program is not running"
-
-
-def services_command(
-    action: Literal["up", "down", "status"],
-    settings: Settings,
-    *,
-    out: TextIO | None = None,
-    err: TextIO | None = None,
-    anonymous: bool = False,
-) -> int:
-    """Start, stop or report mosquitto, influxd and alertmanager under ``settings.services.run_dir``.
-
-    ``anonymous`` runs the broker without credentials or ACLs (an explicit, insecure opt-out).
-    """
-    out = out or sys.stdout
-    err = err or sys.stderr
-    try:
-        services = managed_services(settings, prepare=action == "up", anonymous=anonymous)
-    except ServiceError as exc:
-        err.write(f"error: {exc}\n")
-        return EXIT_FAILED
-    if action == "up":
-        return _up(services, out, err)
-    if action == "down":
-        return _down(services, out)
-    return _status(services, out)
 
 
 def managed_services(settings: Settings, *, prepare: bool = True, anonymous: bool = False) -> list[ManagedService]:
-    """The services ``services_command`` manages, in start order.
+    """The services ``citytelemetry services`` manages, in start order.
 
     ``prepare`` (re)writes the broker's password and ACL files from the inventory and makes the TLS
     certificates an mqtts:// or https:// URL needs; without it the specs only name those files.
@@ -95,42 +64,3 @@ def _local_port(key: str, url: str, default: int) -> int:
     if parts.hostname not in _LOCAL_HOSTS:
         raise ServiceError(f"{key} = {url!r} is not on 127.0.0.1; only local services can be managed")
     return parts.port or default
-
-
-def _up(services: list[ManagedService], out: TextIO, err: TextIO) -> int:
-    foreign = [st for st in (s.status() for s in services) if st.state is ServiceState.PORT_TAKEN]
-    err.writelines(
-        f"error: {st.name}: {st.url} is in use by a process not started from this run directory; "
-        "refusing to start anything (stop that process or change the port in the configuration)\n"
-        for st in foreign
-    )
-    if foreign:
-        return EXIT_FAILED
-    started: list[ManagedService] = []
-    try:
-        for service in services:
-            if service.start():
-                started.append(service)  # noqa: PERF401 - must know what started before a failure
-    except ServiceError as exc:
-        err.write(f"error: {exc}\n")
-        for service in reversed(started):
-            service.stop()
-        return EXIT_FAILED
-    for service in services:
-        note = "started" if service in started else "already running"
-        out.write(f"{service.status().line()}  ({note})\n")
-    return EXIT_OK
-
-
-def _down(services: list[ManagedService], out: TextIO) -> int:
-    for service in reversed(services):
-        pid = service.pid
-        note = f"stopped pid {pid}" if service.stop() else "was not running"
-        out.write(f"{service.status().line()}  ({note})\n")
-    return EXIT_OK
-
-
-def _status(services: list[ManagedService], out: TextIO) -> int:
-    statuses = [s.status() for s in services]
-    out.writelines(st.line() + "\n" for st in statuses)
-    return EXIT_OK if all(st.state is ServiceState.RUNNING for st in statuses) else EXIT_NOT_RUNNING

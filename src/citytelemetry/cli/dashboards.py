@@ -16,7 +16,7 @@ from citytelemetry.profiles import Catalog, load_catalog
 DEFAULT_KPI_FILE = Path("dashboards/kpi.toml")
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("dashboards", help="Grafana dashboards generated from the device profiles")
     actions = parser.add_subparsers(dest="dashboards_action", required=True)
     build = actions.add_parser("build", help="write dashboard JSON and Grafana provisioning files")
@@ -61,10 +61,7 @@ def _preview(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def handle(args: argparse.Namespace, settings: Settings) -> int | None:
-    """Run ``dashboards ...``; ``None`` when ``args`` is another command."""
-    if args.command != "dashboards":
-        return None
+def handle(args: argparse.Namespace, settings: Settings) -> int:
     try:
         return _build(args, settings) if args.dashboards_action == "build" else _preview(args, settings)
     except (KpiError, KpiSourceError, ValueError) as exc:

@@ -1,0 +1,73 @@
+"""The composition root: a ``Pipeline`` built from settings and the catalog. No I/O happens here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from citytelemetry.config import Settings
+from citytelemetry.contracts import AlertEvaluator, EmitLines, LineWriter, Sink
+from citytelemetry.observability.completeness import CompletenessTracker
+from citytelemetry.observability.stats import PipelineStats
+from citytelemetry.profiles import Catalog
+from citytelemetry.run.handler import MessageHandler
+from citytelemetry.run.lifecycle import Pipeline, PipelineParts
+from citytelemetry.run.notices import DeadLetterNotices
+from citytelemetry.run.refused import RefusedLines
+from citytelemetry.run.reporting import SelfMetricsReporter
+from citytelemetry.sink.buffer import BufferedSink
+from citytelemetry.sink.deadletter import DeadLetterFormatter
+from citytelemetry.sink.factory import make_writer
+from citytelemetry.sink.spool import Spool, SpooledSink
+from citytelemetry.validate import Limits, MessageValidator
+from citytelemetry.validate.ratelimit import DeviceRateLimit
+
+EvaluatorFactory = Callable[[EmitLines], AlertEvaluator]
+
+
+def build_pipeline(settings: Settings, catalog: Catalog, *, writer: LineWriter | None = None,
+                   evaluator_factory: EvaluatorFactory | None = None) -> Pipeline:
+    """The pipeline with the given parts replaced (tests and benches inject a writer or an evaluator)."""
+    p = settings.pipeline
+    stats = PipelineStats()
+    instance = settings.mqtt.client_id
+    validator = MessageValidator(
+        catalog, Limits(max_payload_bytes=p.max_payload_bytes, max_readings_per_message=p.max_readings_per_message,
+                        max_future_s=p.max_future_s, max_age_s=p.max_age_s),
+        topic_prefix=settings.mqtt.topic_prefix, rate_limit=DeviceRateLimit.from_catalog(catalog))
+    writer = writer or make_writer(settings.influx)
+    completeness = CompletenessTracker(catalog)
+    notices = DeadLetterNotices(stats, settings.mqtt.topic_prefix)
+    # The handler needs the evaluator, the evaluator the sink, the sink the refused-line handler, and that
+    # one the handler: the refused-line handler is bound to the sink last.
+    handler = MessageHandler(catalog, validator, stats, completeness, DeadLetterFormatter(catalog, instance),
+                             publish_notice=notices.queue if settings.mqtt.publish_deadletters else None)
+    refused = RefusedLines(handler)
+    buffer = BufferedSink(writer, on_refused=refused, batch_size=p.batch_size, flush_interval_s=p.flush_interval_s,
+                          max_buffered_lines=p.max_buffered_lines, write_concurrency=p.write_concurrency,
+                          stats=stats.write)
+    spool: Spool | None = None
+    sink: Sink = buffer
+    if p.spool_dir is not None:
+        spool = Spool(p.spool_dir, max_bytes=p.spool_max_bytes)
+        stats.spool = spool.stats
+        sink = SpooledSink(spool, buffer, memory_lines=p.spool_memory_lines)
+    refused.sink = sink
+    evaluator = evaluator_factory(sink.put_nowait) if evaluator_factory else None
+    if evaluator is not None:
+        stats.alerts = evaluator.counters
+        handler.evaluator = evaluator
+    reporter = SelfMetricsReporter(stats, completeness, validator.sequences, sink, instance=instance,
+                                   interval_s=p.selfmetrics_interval_s)
+    return Pipeline(settings, PipelineParts(
+        catalog=catalog, stats=stats, handler=handler, sink=sink, writer=writer, spool=spool,
+        completeness=completeness, notices=notices, reporter=reporter, evaluator=evaluator))
+
+
+def make_pipeline(settings: Settings, catalog: Catalog) -> Pipeline:
+    """The pipeline as configured: with the alert evaluator when ``alerts.enabled``."""
+    if not settings.alerts.enabled:
+        return build_pipeline(settings, catalog)
+    from citytelemetry.alerts import build_evaluator
+
+    return build_pipeline(settings, catalog,
+                          evaluator_factory=lambda emit: build_evaluator(settings, catalog, emit))
