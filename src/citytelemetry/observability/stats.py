@@ -28,6 +28,7 @@ class PipelineStats:
     sequence_restarts: int = 0
     write: WriteStats = field(default_factory=WriteStats)
     spool: SpoolStats | None = None
+    spool_full: Callable[[], bool] | None = None  # the spool refuses more until InfluxDB takes some (readiness)
     completeness: dict[str, tuple[int, int]] = field(default_factory=dict)  # system -> (received, expected)
     alerts: Callable[[], AlertCounters] | None = None  # the alert evaluator's counters, when alerts are on
     gc: GcPauses | None = None  # garbage-collector pauses, when the process measures them (citytelemetry run)
