@@ -94,11 +94,13 @@ def test_every_variable_named_in_the_repository_is_valid() -> None:
     valid = frozenset(setting_names(Settings, ENV_PREFIX)) | OTHER_NAMES
     root = Path(__file__).resolve().parents[2]
     used: dict[str, Path] = {}
+    files = [root / "README.md", root / "Containerfile"]
     for folder in ("src", "scripts", "tests", "bench", "simulators", "deploy", "docs"):
-        for path in (root / folder).rglob("*"):
-            if path.is_file() and path.suffix not in {".pyc", ".so"}:
-                for name in re.findall(r"\bCITYTELEMETRY_[A-Z0-9_]*[A-Z0-9]\b", path.read_text(errors="replace")):
-                    used.setdefault(name, path)
+        files += (root / folder).rglob("*")
+    for path in files:
+        if path.is_file() and path.suffix not in {".pyc", ".so"}:
+            for name in re.findall(r"\bCITYTELEMETRY_[A-Z0-9_]*[A-Z0-9]\b", path.read_text(errors="replace")):
+                used.setdefault(name, path)
     used.pop("CITYTELEMETRY_NOTHING_LIKE_IT", None)  # this file's own example of a typo
     used.pop("CITYTELEMETRY_INFLUX_URL", None)
     used.pop("CITYTELEMETRY_MQTTT__URL", None)
