@@ -2,12 +2,13 @@
 
 ``/livez`` is 503 only when the process is stuck (restart it); ``/readyz`` is 503 while messages are not
 being acknowledged; ``/healthz`` is ``/readyz`` under its old name (observability/health.py says when).
+``POST /-/reload`` reloads profiles, inventory and alert rules (run/reload.py) and answers what changed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -18,6 +19,8 @@ from citytelemetry.observability.health import Condition, Health, HealthCheck
 from citytelemetry.observability.prometheus import registry_for
 from citytelemetry.observability.stats import PipelineStats
 
+# (applied, report as JSON): the pipeline's reload, when it has one
+Reload = Callable[[], Awaitable[tuple[bool, dict[str, object]]]]
 SAMPLE_EVERY_S = 1.0  # stall clocks need samples between probes, or work arriving just now looks old
 
 
@@ -45,7 +48,8 @@ def _answer(health: Health, *, ok: bool) -> web.Response:
     return web.json_response(health.body(), status=200 if ok else 503)
 
 
-def make_app(stats: PipelineStats, check: HealthCheck | None = None) -> web.Application:
+def make_app(stats: PipelineStats, check: HealthCheck | None = None, *,
+             reload: Reload | None = None) -> web.Application:
     check = check or HealthCheck(stats)
     registry = registry_for(stats)
     registry.register(HealthCollector(check))
@@ -60,6 +64,12 @@ def make_app(stats: PipelineStats, check: HealthCheck | None = None) -> web.Appl
     async def readyz(_: web.Request) -> web.Response:
         health = check.observe()
         return _answer(health, ok=health.ready)
+
+    async def reload_now(_: web.Request) -> web.Response:
+        if reload is None:
+            return web.json_response({"applied": False, "problems": ["this process cannot reload"]}, status=404)
+        applied, report = await reload()
+        return web.json_response(report, status=200 if applied else 422)
 
     async def sampler(_: web.Application) -> AsyncIterator[None]:
         async def sample() -> None:
@@ -78,11 +88,12 @@ def make_app(stats: PipelineStats, check: HealthCheck | None = None) -> web.Appl
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/healthz", readyz)
+    app.router.add_post("/-/reload", reload_now)
     return app
 
 
-async def start_http(stats: PipelineStats, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(make_app(stats), access_log=None)
+async def start_http(stats: PipelineStats, host: str, port: int, *, reload: Reload | None = None) -> web.AppRunner:
+    runner = web.AppRunner(make_app(stats, reload=reload), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
