@@ -12,8 +12,7 @@ import yaml
 from citytelemetry.alerts.evaluator import AlertEngine
 from citytelemetry.alerts.model import Alert
 from citytelemetry.alerts.rulefiles import load_rule_files
-from citytelemetry.alerts.settings import AlertSettings
-from citytelemetry.config import Settings
+from citytelemetry.config import AlertSettings, Settings
 from citytelemetry.profiles import Catalog, load_catalog
 from citytelemetry.profiles.diff import diff_catalogs
 from citytelemetry.records import Reading
