@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 
 from citytelemetry.alerts.evaluator import AlertEngine
 from citytelemetry.alerts.model import Alert
 from citytelemetry.alerts.rulefiles import load_rule_files
-from citytelemetry.config import AlertSettings, Settings
+from citytelemetry.config import AlertSettings, HttpSettings, PipelineSettings, Settings
+from citytelemetry.contracts import InboundMessage
 from citytelemetry.profiles import Catalog, load_catalog
 from citytelemetry.profiles.diff import diff_catalogs
 from citytelemetry.records import Reading
+from citytelemetry.run import Pipeline, build_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_780_000_000_000
@@ -130,3 +134,70 @@ def test_a_firing_alert_of_a_removed_device_is_resolved(tmp_path: Path, catalog:
     assert notice.ends_ms is not None
     assert notice.labels["alertname"] == "tunnel_multigas_ch4_high"
     assert "closed at reload" in notice.annotations["summary"]
+
+
+class Settled:
+    def settle(self) -> None:
+        return None
+
+
+NOW_MS = time.time_ns() // 1_000_000
+
+
+def _message(device: str, seq: int, site: str = "hunnan", system: str = "tunnel") -> InboundMessage:
+    now = NOW_MS + seq  # a replay of a seq is the same reading: the same timestamp (a later one is a restart)
+    body = orjson.dumps({"device": device, "seq": seq, "ts": now, "values": {"o2": 20.9}})
+    return InboundMessage(f"ct/v1/{site}/{system}/{device}/telemetry", body, now, Settled())
+
+
+def _pipeline(district: Path) -> Pipeline:
+    settings = Settings(http=HttpSettings(port=0), pipeline=PipelineSettings(
+        spool_dir=None, profiles_dir=district / "types", inventory_dir=district / "inventory"))
+    return build_pipeline(settings, _load(district))
+
+
+async def test_a_reload_swaps_the_inventory_and_keeps_every_remaining_devices_state(tmp_path: Path) -> None:
+    district = _district(tmp_path)
+    pipeline = _pipeline(district)
+    handle = pipeline.handler
+    for device in (GAS, "tun-c002-gas1"):
+        lines, on_durable = handle(_message(device, 7))
+        on_durable()
+    assert dict(pipeline.stats.rejections) == {}
+    completeness = pipeline.completeness.by_system()
+
+    def change(data: dict[str, Any]) -> None:
+        data["devices"] = [d for d in data["devices"] if d["id"] != "tun-c002-gas1"]
+        data["devices"].append({"id": "tun-c999-gas1", "type": "tunnel_multigas",
+                                "location": {"cabin": "gas", "compartment": "c999", "km": "31.9"}})
+
+    _edit(district / "inventory" / "tunnel.yaml", change)
+    report = await pipeline.reload()
+    assert report.lines() == ["reloaded: devices added 1 (tun-c999-gas1); devices removed 1 (tun-c002-gas1)",
+                              "alert rules: not read (alerting is off)"]
+    assert pipeline.stats.reloads_applied == 1
+    assert pipeline.stats.catalog_devices == 1637
+    assert pipeline.completeness.by_system() == completeness  # counts kept
+    handle(_message(GAS, 7))  # the sequence window survived the swap: a replay is still a duplicate
+    handle(_message("tun-c002-gas1", 8))  # removed: refused from the next message
+    lines, _ = handle(_message("tun-c999-gas1", 1))  # added: accepted from the next message
+    assert dict(pipeline.stats.rejections) == {"duplicate_sequence": 1, "unknown_device": 1}
+    assert lines[0].startswith(b"tunnel_multigas,")
+
+
+async def test_a_broken_file_changes_nothing_and_is_counted(tmp_path: Path) -> None:
+    district = _district(tmp_path)
+    pipeline = _pipeline(district)
+    validator = pipeline.handler.validator
+    gas = district / "types" / "tunnel_multigas.yaml"
+    _edit(gas, lambda d: d["measurements"]["o2"]["range"].update(min="low"))
+    _edit(district / "inventory" / "tunnel.yaml", lambda d: d["devices"].append(
+        {"id": "tun-c999-gas1", "type": "tunnel_multigas", "location": {"cabin": "gas", "compartment": "c999"}}))
+    report = await pipeline.reload()
+    assert not report.applied
+    assert report.lines()[:2] == ["reload refused, nothing changed:",
+                                  f"  {gas}: measurements.o2.range.min: Input should be a valid number"]
+    assert (pipeline.stats.reloads_applied, pipeline.stats.reloads_refused) == (0, 1)
+    assert pipeline.handler.validator is validator
+    pipeline.handler(_message("tun-c999-gas1", 1))
+    assert dict(pipeline.stats.rejections) == {"unknown_device": 1}

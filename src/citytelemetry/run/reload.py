@@ -51,6 +51,7 @@ class ReloadReport:
     rules_added: tuple[str, ...] = ()
     rules_removed: tuple[str, ...] = ()
     rules_changed: tuple[str, ...] = ()
+    rules_reloaded: bool = False  # False: no alert engine runs (alerts.enabled = false)
     restart_needed: tuple[str, ...] = ()  # settings changed since start: not applied until a restart
     warnings: tuple[str, ...] = ()
 
@@ -61,7 +62,10 @@ class ReloadReport:
         rules = [f"{label} {len(keys)} ({', '.join(keys[:5])}{', ...' if len(keys) > 5 else ''})"
                  for label, keys in (("added", self.rules_added), ("removed", self.rules_removed),
                                      ("changed", self.rules_changed)) if keys]
-        out.append(f"alert rules: {'; '.join(rules) or 'none changed'}")
+        if self.rules_reloaded:
+            out.append(f"alert rules: {'; '.join(rules) or 'none changed'}")
+        else:
+            out.append("alert rules: not read (alerting is off)")
         if self.restart_needed:
             out.append("settings changed since start, not applied until a restart: " + ", ".join(self.restart_needed))
         out += self.warnings
@@ -77,7 +81,8 @@ class ReloadReport:
                          "changed": list(catalog.profiles_changed)} if catalog else {},
             "rules": {"added": list(self.rules_added), "removed": list(self.rules_removed),
                       "changed": list(self.rules_changed)},
-            "restart_needed": list(self.restart_needed), "warnings": list(self.warnings),
+            "rules_reloaded": self.rules_reloaded, "restart_needed": list(self.restart_needed),
+            "warnings": list(self.warnings),
         }
 
 
@@ -168,7 +173,7 @@ class Reloader:
         restart_needed, warnings = self._settings_on_disk()
         added, removed, changed = (changes.added, changes.removed, changes.changed) if changes else ([], [], [])
         report = ReloadReport(applied=True, catalog=diff_catalogs(parts.catalog, catalog), rules_added=tuple(added),
-                              rules_removed=tuple(removed), rules_changed=tuple(changed),
+                              rules_removed=tuple(removed), rules_changed=tuple(changed), rules_reloaded=bool(changes),
                               restart_needed=restart_needed, warnings=warnings)
         return _Prepared(catalog=catalog, validator=parts.make_validator(catalog),
                          rates=DeviceRateLimit.from_catalog(catalog).rates, report=report, swap_rules=swap_rules)
