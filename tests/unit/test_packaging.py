@@ -109,3 +109,34 @@ def test_the_containerfile_runs_the_entry_point_the_install_creates() -> None:
     assert instructions["ENTRYPOINT"] == '["/opt/citytelemetry/.venv/bin/citytelemetry"]'
     assert instructions["WORKDIR"] == "/var/lib/citytelemetry"  # the last one wins
     assert "/livez" in instructions["HEALTHCHECK"]
+
+
+MDWE_CHECK = """
+import asyncio, ctypes, sys
+from pathlib import Path
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN (Linux >= 6.3)
+    sys.exit(f"prctl(PR_SET_MDWE) failed: errno {ctypes.get_errno()}")
+import aiohttp, orjson, yaml
+import citytelemetry.ingest.mqtt5_source, citytelemetry.ingest.aiomqtt_source
+from citytelemetry.cli.main import main
+from citytelemetry.config import HttpSettings, PipelineSettings, Settings
+from citytelemetry.profiles import load_catalog
+from citytelemetry.run import make_pipeline
+root = Path(sys.argv[1])
+types, inventory = root / "device_profiles" / "types", root / "device_profiles" / "inventory"
+catalog = load_catalog(types, inventory)
+settings = Settings(http=HttpSettings(port=0),
+                    pipeline=PipelineSettings(spool_dir=None, profiles_dir=types, inventory_dir=inventory))
+assert asyncio.run(make_pipeline(settings, catalog).reload()).applied
+sys.exit(main(["--config", str(root / "deploy" / "citytelemetry.example.toml"), "alerts", "list"]))
+"""
+
+
+def test_the_pipeline_runs_with_memory_that_is_never_writable_and_executable() -> None:
+    """MemoryDenyWriteExecute=yes: the kernel's own W^X switch (prctl PR_SET_MDWE) on a process that imports
+    every native module the pipeline uses, builds it, reloads it and runs a command."""
+    result = subprocess.run([sys.executable, "-c", MDWE_CHECK, str(ROOT)], capture_output=True, text=True,
+                            timeout=120, check=False, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "tunnel_multigas_ch4_high" in result.stdout
