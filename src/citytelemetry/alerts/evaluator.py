@@ -93,7 +93,8 @@ class AlertEngine:
     # -- background --------------------------------------------------------------------------------
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self.delivery.run(self.tracker.firing), name="alertmanager-delivery")
+            # self.firing, not self.tracker.firing: a reload replaces the tracker
+            group.create_task(self.delivery.run(self.firing), name="alertmanager-delivery")
             group.create_task(self._time_loop(), name="alert-time-rules")
 
     async def _time_loop(self) -> None:
@@ -165,8 +166,9 @@ class AlertEngine:
         def swap() -> None:
             self._carry_over(ruleset, tracker)
             self.ruleset, self.tracker = ruleset, tracker
-            readings, self.observer = self.observer.readings, ReadingObserver(self.clock, ruleset, tracker)
-            self.observer.readings = readings
+            old, self.observer = self.observer, ReadingObserver(self.clock, ruleset, tracker)
+            self.observer.readings, self.observer.resume = old.readings, old.resume
+            self.observer.early_offline = old.early_offline
             tracker.changed = True
 
         return changes, swap
