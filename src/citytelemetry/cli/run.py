@@ -20,6 +20,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
+    # Until the loop's handler is in place (the catalog loads first), a SIGHUP must not end the process.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     return asyncio.run(_run_pipeline(settings, args.config))
 
 
