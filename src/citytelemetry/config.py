@@ -7,6 +7,7 @@ Secrets are ``SecretStr``: they never appear in logs, reprs or error messages.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal, Self
 from urllib.parse import urlsplit
@@ -26,6 +27,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from citytelemetry.envnames import OTHER_NAMES, setting_names, unknown_names
 
 ENV_PREFIX = "CITYTELEMETRY_"
 DEFAULT_CONFIG_FILE = Path("citytelemetry.toml")
@@ -202,6 +205,10 @@ def load_settings(config_file: Path | None = None) -> Settings:
         path = DEFAULT_CONFIG_FILE
     if path is not None and not path.is_file():
         raise ConfigError(f"{path}: configuration file not found")
+    unknown = unknown_names(os.environ, frozenset(setting_names(Settings, ENV_PREFIX)) | OTHER_NAMES, ENV_PREFIX)
+    if unknown:  # pydantic-settings would ignore them: the default would run instead, silently
+        raise ConfigError(f"unknown environment variable(s); names are {ENV_PREFIX}<SECTION>__<KEY>, "
+                          "the keys as `citytelemetry config show` prints them:\n" + "\n".join(unknown))
 
     class FileSettings(Settings):
         model_config = SettingsConfigDict(toml_file=path)

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from citytelemetry.config import ConfigError, load_settings
+from citytelemetry.config import ENV_PREFIX, ConfigError, Settings, load_settings
+from citytelemetry.envnames import OTHER_NAMES, setting_names
 
 
 def test_example_config_loads() -> None:
@@ -64,3 +66,43 @@ def test_toml_syntax_error_names_the_file(tmp_path: Path) -> None:
     config.write_text("[mqtt\n")
     with pytest.raises(ConfigError, match=str(config)):
         load_settings(config)
+
+
+def test_mistyped_environment_variables_fail_with_the_nearest_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CITYTELEMETRY_INFLUX_URL", "http://db:8086")  # one underscore: would be ignored
+    monkeypatch.setenv("CITYTELEMETRY_MQTTT__URL", "mqtt://broker:1883")
+    monkeypatch.setenv("CITYTELEMETRY_NOTHING_LIKE_IT", "1")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value).splitlines()[1:] == [
+        "  CITYTELEMETRY_INFLUX_URL: no such setting (did you mean CITYTELEMETRY_INFLUX__URL?)",
+        "  CITYTELEMETRY_MQTTT__URL: no such setting (did you mean CITYTELEMETRY_MQTT__URL?)",
+        "  CITYTELEMETRY_NOTHING_LIKE_IT: no such setting",
+    ]
+
+
+def test_variables_the_project_reads_elsewhere_are_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CITYTELEMETRY_PURE_PYTHON", "CITYTELEMETRY_REINSTALL", "CITYTELEMETRY_INFLUX_PASSWORD",
+                 "CITYTELEMETRY_INFLUX_TOKEN", "CITYTELEMETRY_ALERTS__RULES_DIR", "CITYTELEMETRY_PIPELINE"):
+        monkeypatch.setenv(name, "x" if name != "CITYTELEMETRY_PIPELINE" else "{}")
+    monkeypatch.setenv("CITYTELEMETRY_ALERTS__RULES_DIR", "alert_rules")
+    assert load_settings().alerts.rules_dir == Path("alert_rules")
+
+
+def test_every_variable_named_in_the_repository_is_valid() -> None:
+    """A name a script, test, bench or doc uses must not be refused at start (nor be a typo itself)."""
+    valid = frozenset(setting_names(Settings, ENV_PREFIX)) | OTHER_NAMES
+    root = Path(__file__).resolve().parents[2]
+    used: dict[str, Path] = {}
+    files = [root / "README.md", root / "Containerfile"]
+    for folder in ("src", "scripts", "tests", "bench", "simulators", "deploy", "docs"):
+        files += (root / folder).rglob("*")
+    for path in files:
+        if path.is_file() and path.suffix not in {".pyc", ".so"}:
+            for name in re.findall(r"\bCITYTELEMETRY_[A-Z0-9_]*[A-Z0-9]\b", path.read_text(errors="replace")):
+                used.setdefault(name, path)
+    used.pop("CITYTELEMETRY_NOTHING_LIKE_IT", None)  # this file's own example of a typo
+    used.pop("CITYTELEMETRY_INFLUX_URL", None)
+    used.pop("CITYTELEMETRY_MQTTT__URL", None)
+    assert {name: str(path) for name, path in used.items() if name not in valid} == {}
+    assert "CITYTELEMETRY_INFLUX__URL" in used

@@ -369,3 +369,20 @@ def test_check_names_stale_missing_and_extra_files(tmp_path: Path, name: str, st
         f"{tmp_path / stale}: differs from the generator's output",
         f"{tmp_path / extra}: not produced by the generator",
     ])
+
+
+def test_a_missing_profile_directory_is_one_root_cause_not_one_line_per_device(district: Path) -> None:
+    missing = district / "no-such-types"
+    with pytest.raises(ProfileError) as caught:
+        load_catalog(missing, district / "inventory")
+    assert caught.value.problems == [
+        f"{missing}: not a directory",
+        f"{district / 'inventory'}: devices not checked against profiles: none loaded from {missing}",
+    ]
+
+
+def test_many_devices_of_an_unknown_type_are_one_line(district: Path) -> None:
+    path = district / "inventory" / "network.yaml"
+    _edit(path, lambda d: [device.update(type="gas_meter") for device in d["devices"][-5:]])
+    assert _problems(district) == [
+        f"{path}: devices.335.type: unknown device type 'gas_meter' (and 4 more devices of this type)"]

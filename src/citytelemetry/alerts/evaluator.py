@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from citytelemetry.alerts.clock import EventClock, WallClock
 from citytelemetry.alerts.compile import RuleSet, compile_rules
@@ -92,7 +93,8 @@ class AlertEngine:
     # -- background --------------------------------------------------------------------------------
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self.delivery.run(self.tracker.firing), name="alertmanager-delivery")
+            # self.firing, not self.tracker.firing: a reload replaces the tracker
+            group.create_task(self.delivery.run(self.firing), name="alertmanager-delivery")
             group.create_task(self._time_loop(), name="alert-time-rules")
 
     async def _time_loop(self) -> None:
@@ -149,3 +151,49 @@ class AlertEngine:
 
     def firing(self) -> list[Alert]:
         return self.tracker.firing()
+
+    # -- reload (run/reload.py) -------------------------------------------------------------------
+    def prepare_rules(self, catalog: Catalog, rules: LoadedRules) -> tuple[RuleChanges, Callable[[], None]]:
+        """Compile ``rules`` for ``catalog`` now, changing nothing; the returned call swaps them in (between
+        two readings). Open alerts of rules and subjects that remain stay open, with the new rule's levels;
+        a firing alert whose rule or subject is gone is resolved. Per-series windows refill, as at restart."""
+        tracker = Tracker(self._transition)
+        ruleset = compile_rules(catalog, rules, tracker, runbook_base=self.settings.runbook_base_url)
+        old, new = self.ruleset.rules_by_key, ruleset.rules_by_key
+        changes = RuleChanges(added=sorted(new.keys() - old.keys()), removed=sorted(old.keys() - new.keys()),
+                              changed=sorted(k for k in old.keys() & new.keys() if old[k] != new[k]))
+
+        def swap() -> None:
+            self._carry_over(ruleset, tracker)
+            self.ruleset, self.tracker = ruleset, tracker
+            old, self.observer = self.observer, ReadingObserver(self.clock, ruleset, tracker)
+            self.observer.readings, self.observer.resume = old.readings, old.resume
+            self.observer.early_offline = old.early_offline
+            tracker.changed = True
+
+        return changes, swap
+
+    def _carry_over(self, ruleset: RuleSet, tracker: Tracker) -> None:
+        rules, subjects, wall = ruleset.rules_by_key, ruleset.subjects, self.clock.wall_ms()
+        for alert in self.tracker.open.values():
+            rule, subject = rules.get(alert.rule.key), subjects.get(alert.subject.key)
+            if rule is not None and subject is not None:
+                tracker.restore([Alert(rule, subject, alert.state, alert.since_ms, alert.value, alert.threshold,
+                                       alert.detail, fired_ms=alert.fired_ms)])
+            elif alert.state is AlertState.FIRING:
+                summary = f"{alert.summary} (rule or device removed; closed at reload)"
+                self.delivery.put_notice(Notice(dict(alert.labels), {"summary": summary},
+                                                alert.fired_ms or alert.since_ms, wall))
+        old = self.ruleset.presence
+        ruleset.presence.last_seen.update({k: v for k, v in old.last_seen.items() if k in subjects})
+        ruleset.presence.offline_since.update({k: v for k, v in old.offline_since.items() if k in subjects})
+        ruleset.clock_start[0] = self.ruleset.clock_start[0]
+
+
+@dataclass(slots=True, frozen=True)
+class RuleChanges:
+    """Rule keys (``name/severity``) a reload adds, removes or changes (levels, ``for``, summary ...)."""
+
+    added: list[str]
+    removed: list[str]
+    changed: list[str]

@@ -1,4 +1,7 @@
-"""``citytelemetry run``: the pipeline in the foreground until SIGINT / SIGTERM (flush, acknowledge, exit)."""
+"""``citytelemetry run``: the pipeline in the foreground until SIGINT / SIGTERM (flush, acknowledge, exit).
+
+SIGHUP reloads device profiles, inventory and alert rules (run/reload.py); it no longer ends the process.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,9 @@ import argparse
 import asyncio
 import logging
 import signal
+from pathlib import Path
 
-from citytelemetry.config import Settings
+from citytelemetry.config import Settings, load_settings
 from citytelemetry.profiles import load_catalog
 
 
@@ -15,18 +19,22 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     commands.add_parser("run", help="consume MQTT telemetry, validate it, write it to InfluxDB")
 
 
-def handle(_args: argparse.Namespace, settings: Settings) -> int:
-    return asyncio.run(_run_pipeline(settings))
+def handle(args: argparse.Namespace, settings: Settings) -> int:
+    # Until the loop's handler is in place (the catalog loads first), a SIGHUP must not end the process.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    return asyncio.run(_run_pipeline(settings, args.config))
 
 
-async def _run_pipeline(settings: Settings) -> int:
+async def _run_pipeline(settings: Settings, config_file: Path | None) -> int:
     from citytelemetry.observability.gcpauses import GcPauseMeter, GcPauses, freeze_startup_objects
     from citytelemetry.run import make_pipeline
 
-    pipeline = make_pipeline(settings, load_catalog(settings.pipeline.profiles_dir, settings.pipeline.inventory_dir))
+    pipeline = make_pipeline(settings, load_catalog(settings.pipeline.profiles_dir, settings.pipeline.inventory_dir),
+                             reread_settings=lambda: load_settings(config_file))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, pipeline.stop)
+    loop.add_signal_handler(signal.SIGHUP, pipeline.request_reload)
     # This process is the pipeline's: what start-up built stays to the end, so collections skip it.
     frozen = freeze_startup_objects()
     pauses = pipeline.stats.gc = GcPauses()

@@ -77,3 +77,9 @@ class CompletenessTracker:
             out.append(format_line(COMPLETENESS, self._catalog.devices[device_id].tags, fields,
                                    timestamp_ns))
         return out
+
+    def use_catalog(self, catalog: Catalog) -> None:
+        """Reload (run/reload.py): devices keep their figures. A removed device stays known, with its tags:
+        a reading of it in flight at the swap still lands and counts, and its history stays in its system."""
+        devices = {**self._catalog.devices, **catalog.devices}
+        self._catalog = Catalog(profiles=catalog.profiles, devices=devices)

@@ -1,54 +1,99 @@
-"""``/metrics`` (Prometheus text format) and ``/healthz`` (JSON; 503 when unhealthy) on aiohttp."""
+"""``/metrics`` (Prometheus text), ``/livez``, ``/readyz`` and ``/healthz`` (JSON) on aiohttp.
+
+``/livez`` is 503 only when the process is stuck (restart it); ``/readyz`` is 503 while messages are not
+being acknowledged; ``/healthz`` is ``/readyz`` under its old name (observability/health.py says when).
+``POST /-/reload`` reloads profiles, inventory and alert rules (run/reload.py) and answers what changed.
+"""
 
 from __future__ import annotations
 
-import time
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from citytelemetry.observability.health import Condition, Health, HealthCheck
 from citytelemetry.observability.prometheus import registry_for
 from citytelemetry.observability.stats import PipelineStats
 
-WRITE_STALL_S = 60.0  # unhealthy when writes have failed for this long
+# (applied, report as JSON): the pipeline's reload, when it has one
+Reload = Callable[[], Awaitable[tuple[bool, dict[str, object]]]]
+SAMPLE_EVERY_S = 1.0  # stall clocks need samples between probes, or work arriving just now looks old
 
 
-def health(stats: PipelineStats) -> tuple[bool, dict[str, object]]:
-    write = stats.write
-    stalled = write.consecutive_failures > 0 and (
-        time.monotonic() - write.last_success_monotonic > WRITE_STALL_S)
-    spool_failing = stats.spool is not None and bool(stats.spool.last_error)
-    healthy = stats.mqtt_connected and not stalled and not spool_failing
-    return healthy, {
-        "status": "ok" if healthy else "unhealthy",
-        "mqtt_connected": stats.mqtt_connected,
-        "write_failing": write.consecutive_failures > 0,
-        "last_write_error": write.last_error if write.consecutive_failures else "",
-        "buffered_lines": write.buffered_lines,
-        "spool_error": stats.spool.last_error if stats.spool is not None else "",
-        "spool_depth_records": stats.spool.depth_records if stats.spool is not None else 0,
-        "in_flight_messages": stats.in_flight_messages,
-    }
+class HealthCollector(Collector):
+    def __init__(self, check: HealthCheck) -> None:
+        self._check = check
+
+    def collect(self) -> Iterator[Metric]:
+        health = self._check.observe()
+        yield GaugeMetricFamily("citytelemetry_live", "0 when the process is stuck (see /livez)",
+                                value=int(health.live))
+        yield GaugeMetricFamily("citytelemetry_ready", "0 while messages are not being acknowledged (see /readyz)",
+                                value=int(health.ready))
+        holding = health.conditions
+        family = GaugeMetricFamily(
+            "citytelemetry_health_condition", "1 while a condition holds: what holds acknowledgements back "
+            "(messages then wait: citytelemetry_in_flight_messages), degrades, or stalls the pipeline",
+            labels=["condition"])
+        for condition in Condition:
+            family.add_metric([condition.value], int(condition in holding))
+        yield family
 
 
-def make_app(stats: PipelineStats) -> web.Application:
+def _answer(health: Health, *, ok: bool) -> web.Response:
+    return web.json_response(health.body(), status=200 if ok else 503)
+
+
+def make_app(stats: PipelineStats, check: HealthCheck | None = None, *,
+             reload: Reload | None = None) -> web.Application:
+    check = check or HealthCheck(stats)
     registry = registry_for(stats)
+    registry.register(HealthCollector(check))
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def healthz(_: web.Request) -> web.Response:
-        healthy, body = health(stats)
-        return web.json_response(body, status=200 if healthy else 503)
+    async def livez(_: web.Request) -> web.Response:
+        health = check.observe()
+        return _answer(health, ok=health.live)
+
+    async def readyz(_: web.Request) -> web.Response:
+        health = check.observe()
+        return _answer(health, ok=health.ready)
+
+    async def reload_now(_: web.Request) -> web.Response:
+        if reload is None:
+            return web.json_response({"applied": False, "problems": ["this process cannot reload"]}, status=404)
+        applied, report = await reload()
+        return web.json_response(report, status=200 if applied else 422)
+
+    async def sampler(_: web.Application) -> AsyncIterator[None]:
+        async def sample() -> None:
+            while True:
+                check.observe()
+                await asyncio.sleep(SAMPLE_EVERY_S)
+
+        task = asyncio.create_task(sample(), name="health-sampler")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     app = web.Application()
+    app.cleanup_ctx.append(sampler)
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/healthz", readyz)
+    app.router.add_post("/-/reload", reload_now)
     return app
 
 
-async def start_http(stats: PipelineStats, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(make_app(stats), access_log=None)
+async def start_http(stats: PipelineStats, host: str, port: int, *, reload: Reload | None = None) -> web.AppRunner:
+    runner = web.AppRunner(make_app(stats, reload=reload), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

@@ -55,6 +55,13 @@ class PipelineCollector(Collector):
                                 value=s.in_flight_messages)
         yield GaugeMetricFamily("citytelemetry_mqtt_connected", "1 when connected to the broker",
                                 value=int(s.mqtt_connected))
+        reloads = CounterMetricFamily("citytelemetry_reloads", "reloads of profiles, inventory and alert rules",
+                                      labels=["result"])
+        reloads.add_metric(["applied"], s.reloads_applied)
+        reloads.add_metric(["refused"], s.reloads_refused)
+        yield reloads
+        yield GaugeMetricFamily("citytelemetry_catalog_devices", "devices in the running inventory",
+                                value=s.catalog_devices)
         completeness = GaugeMetricFamily("citytelemetry_completeness_ratio",
                                          "received / expected readings by device sequence numbers",
                                          labels=["system"])

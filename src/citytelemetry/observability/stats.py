@@ -28,6 +28,10 @@ class PipelineStats:
     sequence_restarts: int = 0
     write: WriteStats = field(default_factory=WriteStats)
     spool: SpoolStats | None = None
+    spool_full: Callable[[], bool] | None = None  # the spool refuses more until InfluxDB takes some (readiness)
     completeness: dict[str, tuple[int, int]] = field(default_factory=dict)  # system -> (received, expected)
     alerts: Callable[[], AlertCounters] | None = None  # the alert evaluator's counters, when alerts are on
+    reloads_applied: int = 0  # SIGHUP / POST /-/reload that swapped in new profiles, inventory, rules
+    reloads_refused: int = 0  # ... that found a problem and changed nothing
+    catalog_devices: int = 0  # devices in the inventory the pipeline runs against now
     gc: GcPauses | None = None  # garbage-collector pauses, when the process measures them (citytelemetry run)

@@ -16,6 +16,7 @@ from citytelemetry.profiles.catalog import Catalog, RegisteredDevice, device_tag
 from citytelemetry.profiles.models import DeviceProfile, InventoryFile
 
 M = TypeVar("M", bound=BaseModel)
+ALL = "*"  # in the set of broken profiles: none could be loaded
 
 
 class ProfileError(Exception):
@@ -101,22 +102,22 @@ def _load_profiles(directory: Path, problems: list[str], broken: set[str]) -> di
 
 def _load_devices(directory: Path, profiles: dict[str, DeviceProfile], problems: list[str],
                   broken: set[str]) -> dict[str, RegisteredDevice]:
+    """Register every device; a type without a profile is one line per file, not one per device.
+
+    With no profile at all (``broken`` holds ``ALL``), only the inventory's own structure is checked.
+    """
     devices: dict[str, RegisteredDevice] = {}
     origin: dict[str, str] = {}
-    unchecked: set[str] = set()
     for path in _yaml_files(directory, problems):
         inventory = _parse(InventoryFile, path, problems)
-        if inventory is None:
+        if inventory is None or ALL in broken:
             continue
+        untyped: dict[str, list[int]] = {}  # type -> indexes of its devices
         for index, device in enumerate(inventory.devices):
             key = f"{path}: devices.{index}"
             profile = profiles.get(device.type)
             if profile is None:
-                if device.type not in broken:
-                    problems.append(f"{key}.type: unknown device type '{device.type}'")
-                elif device.type not in unchecked:  # one line, not one per device of a broken type
-                    unchecked.add(device.type)
-                    problems.append(f"{path}: devices of type '{device.type}' not checked: its profile is invalid")
+                untyped.setdefault(device.type, []).append(index)
                 continue
             if profile.system is not inventory.system:
                 problems.append(f"{key}.type: '{device.type}' belongs to system '{profile.system}', "
@@ -132,7 +133,19 @@ def _load_devices(directory: Path, profiles: dict[str, DeviceProfile], problems:
                 tags=device_tags(site, inventory.system, profile, device.id, location),
             )
             origin[device.id] = key
+        problems.extend(_untyped_problems(path, untyped, broken))
     return devices
+
+
+def _untyped_problems(path: Path, untyped: dict[str, list[int]], broken: set[str]) -> list[str]:
+    lines = []
+    for device_type, indexes in untyped.items():
+        others = f" (and {len(indexes) - 1} more devices of this type)" if len(indexes) > 1 else ""
+        if device_type in broken:
+            lines.append(f"{path}: devices of type '{device_type}' not checked: its profile is invalid")
+        else:
+            lines.append(f"{path}: devices.{indexes[0]}.type: unknown device type '{device_type}'{others}")
+    return lines
 
 
 def load_catalog(profiles_dir: Path, inventory_dir: Path) -> Catalog:
@@ -140,6 +153,9 @@ def load_catalog(profiles_dir: Path, inventory_dir: Path) -> Catalog:
     problems: list[str] = []
     broken: set[str] = set()
     profiles = _load_profiles(profiles_dir, problems, broken)
+    if not profiles:  # the root cause is already listed; every device would repeat it
+        broken.add(ALL)
+        problems.append(f"{inventory_dir}: devices not checked against profiles: none loaded from {profiles_dir}")
     devices = _load_devices(inventory_dir, profiles, problems, broken)
     if problems:
         raise ProfileError(problems)

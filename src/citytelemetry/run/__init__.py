@@ -6,6 +6,7 @@
     notices    the live dead-letter feed on <prefix>/deadletter/<reason>
     refused    lines InfluxDB refused -> write_rejected dead letters
     reporting  self-metrics and completeness points
+    reload     profiles, inventory and alert rules anew without a restart (SIGHUP, POST /-/reload)
 """
 
 from citytelemetry.run.build import build_pipeline, make_pipeline

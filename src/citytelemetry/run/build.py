@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from citytelemetry.config import Settings
 from citytelemetry.contracts import AlertEvaluator, EmitLines, LineWriter, Sink
@@ -13,6 +14,7 @@ from citytelemetry.run.handler import MessageHandler
 from citytelemetry.run.lifecycle import Pipeline, PipelineParts
 from citytelemetry.run.notices import DeadLetterNotices
 from citytelemetry.run.refused import RefusedLines
+from citytelemetry.run.reload import Reloader, ReloadParts
 from citytelemetry.run.reporting import SelfMetricsReporter
 from citytelemetry.sink.buffer import BufferedSink
 from citytelemetry.sink.deadletter import DeadLetterFormatter
@@ -21,19 +23,28 @@ from citytelemetry.sink.spool import Spool, SpooledSink
 from citytelemetry.validate import Limits, MessageValidator
 from citytelemetry.validate.ratelimit import DeviceRateLimit
 
+if TYPE_CHECKING:
+    from citytelemetry.alerts.evaluator import AlertEngine
+
 EvaluatorFactory = Callable[[EmitLines], AlertEvaluator]
 
 
 def build_pipeline(settings: Settings, catalog: Catalog, *, writer: LineWriter | None = None,
-                   evaluator_factory: EvaluatorFactory | None = None) -> Pipeline:
-    """The pipeline with the given parts replaced (tests and benches inject a writer or an evaluator)."""
+                   evaluator_factory: EvaluatorFactory | None = None,
+                   reread_settings: Callable[[], Settings] | None = None) -> Pipeline:
+    """The pipeline with the given parts replaced (tests and benches inject a writer or an evaluator).
+    ``reread_settings`` loads the configuration again, for a reload to name what changed since the start."""
     p = settings.pipeline
     stats = PipelineStats()
     instance = settings.mqtt.client_id
-    validator = MessageValidator(
-        catalog, Limits(max_payload_bytes=p.max_payload_bytes, max_readings_per_message=p.max_readings_per_message,
-                        max_future_s=p.max_future_s, max_age_s=p.max_age_s),
-        topic_prefix=settings.mqtt.topic_prefix, rate_limit=DeviceRateLimit.from_catalog(catalog))
+    limits = Limits(max_payload_bytes=p.max_payload_bytes, max_readings_per_message=p.max_readings_per_message,
+                    max_future_s=p.max_future_s, max_age_s=p.max_age_s)
+    rate_limit = DeviceRateLimit.from_catalog(catalog)
+
+    def make_validator(for_catalog: Catalog) -> MessageValidator:  # at start, and again at each reload
+        return MessageValidator(for_catalog, limits, topic_prefix=settings.mqtt.topic_prefix, rate_limit=rate_limit)
+
+    validator = make_validator(catalog)
     writer = writer or make_writer(settings.influx)
     completeness = CompletenessTracker(catalog)
     notices = DeadLetterNotices(stats, settings.mqtt.topic_prefix)
@@ -50,6 +61,7 @@ def build_pipeline(settings: Settings, catalog: Catalog, *, writer: LineWriter |
     if p.spool_dir is not None:
         spool = Spool(p.spool_dir, max_bytes=p.spool_max_bytes)
         stats.spool = spool.stats
+        stats.spool_full = spool.full
         sink = SpooledSink(spool, buffer, memory_lines=p.spool_memory_lines)
     refused.sink = sink
     evaluator = evaluator_factory(sink.put_nowait) if evaluator_factory else None
@@ -58,16 +70,29 @@ def build_pipeline(settings: Settings, catalog: Catalog, *, writer: LineWriter |
         handler.evaluator = evaluator
     reporter = SelfMetricsReporter(stats, completeness, validator.sequences, sink, instance=instance,
                                    interval_s=p.selfmetrics_interval_s)
+    reloader = Reloader(settings, ReloadParts(
+        catalog=catalog, handler=handler, validator=validator, rate_limit=rate_limit, completeness=completeness,
+        make_validator=make_validator, evaluator=_reloadable(evaluator)), stats, reread_settings=reread_settings)
     return Pipeline(settings, PipelineParts(
         catalog=catalog, stats=stats, handler=handler, sink=sink, writer=writer, spool=spool,
-        completeness=completeness, notices=notices, reporter=reporter, evaluator=evaluator))
+        completeness=completeness, notices=notices, reporter=reporter, evaluator=evaluator, reloader=reloader))
 
 
-def make_pipeline(settings: Settings, catalog: Catalog) -> Pipeline:
+def _reloadable(evaluator: AlertEvaluator | None) -> AlertEngine | None:
+    """The alert engine's rules reload with the rest; an evaluator a test injects keeps its own."""
+    if evaluator is None:
+        return None
+    from citytelemetry.alerts.evaluator import AlertEngine
+
+    return evaluator if isinstance(evaluator, AlertEngine) else None
+
+
+def make_pipeline(settings: Settings, catalog: Catalog, *,
+                  reread_settings: Callable[[], Settings] | None = None) -> Pipeline:
     """The pipeline as configured: with the alert evaluator when ``alerts.enabled``."""
     if not settings.alerts.enabled:
-        return build_pipeline(settings, catalog)
+        return build_pipeline(settings, catalog, reread_settings=reread_settings)
     from citytelemetry.alerts import build_evaluator
 
-    return build_pipeline(settings, catalog,
+    return build_pipeline(settings, catalog, reread_settings=reread_settings,
                           evaluator_factory=lambda emit: build_evaluator(settings, catalog, emit))

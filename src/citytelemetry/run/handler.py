@@ -103,3 +103,8 @@ class MessageHandler:
 
     def dead_letter(self, rejection: Rejection, received_ms: int) -> bytes:
         return self._dead.line(rejection, received_ms)
+
+    def use_catalog(self, catalog: Catalog, validator: Validator, dead: DeadLetterFormatter) -> None:
+        """Reload (run/reload.py): the next message meets the new catalog; called between two messages."""
+        self.validator, self._dead = validator, dead
+        self._system_of = {device.id: device.system.value for device in catalog.devices.values()}

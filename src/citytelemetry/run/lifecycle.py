@@ -23,6 +23,7 @@ from citytelemetry.observability.stats import PipelineStats
 from citytelemetry.profiles import Catalog
 from citytelemetry.run.handler import MessageHandler
 from citytelemetry.run.notices import DeadLetterNotices
+from citytelemetry.run.reload import Reloader, ReloadReport
 from citytelemetry.run.reporting import SelfMetricsReporter
 from citytelemetry.sink.backoff import Backoff
 from citytelemetry.sink.spool import Spool
@@ -45,6 +46,7 @@ class PipelineParts:
     notices: DeadLetterNotices
     reporter: SelfMetricsReporter
     evaluator: AlertEvaluator | None
+    reloader: Reloader | None = None
 
 
 class Pipeline:
@@ -60,17 +62,39 @@ class Pipeline:
         self._writer = parts.writer
         self._notices = parts.notices
         self._reporter = parts.reporter
+        self._reloader = parts.reloader
+        self._reloads: set[asyncio.Task[ReloadReport]] = set()
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
         self._stop.set()
+
+    # -- reload (run/reload.py) ------------------------------------------------------------------
+    async def reload(self) -> ReloadReport:
+        """Profiles, inventory and alert rules anew, all or nothing (SIGHUP, POST /-/reload)."""
+        if self._reloader is None:
+            return ReloadReport(applied=False, problems=("this pipeline was built without a reloader",))
+        report = await self._reloader.reload()
+        self.catalog = self._reloader.catalog
+        return report
+
+    def request_reload(self) -> None:
+        """The SIGHUP handler: reload in a task of its own; the report goes to the log."""
+        task = asyncio.create_task(self.reload(), name="reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload_for_http(self) -> tuple[bool, dict[str, object]]:
+        report = await self.reload()
+        return report.applied, report.as_json() | {"lines": report.lines()}
 
     async def run(self) -> None:
         if self.spool is not None:
             self.spool.open()  # raises SpoolError, naming the directory, before anything is consumed
         runner = None
         if self.settings.http.port:
-            runner = await start_http(self.stats, self.settings.http.host, self.settings.http.port)
+            runner = await start_http(self.stats, self.settings.http.host, self.settings.http.port,
+                                      reload=self._reload_for_http if self._reloader is not None else None)
         flush = asyncio.create_task(self.sink.run(), name="sink-flush")
         helpers = [asyncio.create_task(self._reporter.run(), name="self-metrics"),
                    asyncio.create_task(self._notices.run(), name="deadletter-notices")]
