@@ -32,6 +32,11 @@ class EventClock:
         return int(self._clock() * 1000)
 
     @property
+    def mark_ms(self) -> int | None:
+        """The newest device time consumed (capped at the wall clock); None before the first reading."""
+        return self._mark_ms
+
+    @property
     def started(self) -> bool:
         return self._mark_ms is not None
 

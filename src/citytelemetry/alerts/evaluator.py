@@ -59,6 +59,7 @@ class AlertEngine:
         self.transitions = self.errors = 0
         self._behind: Callable[[], bool] = _never
         self.held_ticks = 0  # evaluation ticks skipped because the consumer was behind
+        self._last_tick: tuple[int, int | None] = (self.clock.wall_ms(), None)  # (wall, event mark) at the last tick
         self._last_save_ms = self.clock.wall_ms()
         self._restore(load_state(a.state_file, self.ruleset.rules_by_key, self.ruleset.subjects))
 
@@ -89,12 +90,15 @@ class AlertEngine:
 
         Not while the consumer is behind: readings newer than the event time are then still at the
         broker or in the receive window, and in a backlog one device's next message may lie minutes of
-        device time after another's (a batch of ten 10-s readings spans 100 s). Judged now, every device
-        whose turn has not come looks silent. Holding only delays: a device that is really silent is
-        still silent once the consumer has caught up, and fires then."""
+        device time after another's (two gateways' backlogs one after the other; a batch of ten 10-s
+        readings spans 100 s). Judged now, every device whose turn has not come looks silent. Behind is
+        what the consumer says (``follow``), or event time having run more than ``catch_up_speed`` times
+        faster than the wall clock since the last tick: a backlog being replayed. Holding only delays: a
+        device that is really silent is still silent once the consumer has caught up, and fires then."""
         if not self.clock.started:
             return
-        if self._behind():
+        catching_up = self._catching_up()  # every tick, so that the speed is always over one interval
+        if self._behind() or catching_up:
             self.clock.hold()
             if not self.held_ticks % 60:
                 log.info("time-based alert rules wait: the consumer is behind the broker")
@@ -103,6 +107,14 @@ class AlertEngine:
         now = self.clock.now_ms()
         for rule in self.ruleset.time_rules:
             rule(now)
+
+    def _catching_up(self) -> bool:
+        wall, mark = self.clock.wall_ms(), self.clock.mark_ms
+        last_wall, last_mark = self._last_tick
+        self._last_tick = (wall, mark)
+        if mark is None or last_mark is None:
+            return last_mark is None and mark is not None  # the first readings since start: not judged yet
+        return mark - last_mark > self.settings.catch_up_speed * max(1, wall - last_wall)
 
     def _transition(self, alert: Alert) -> None:
         self.transitions += 1
