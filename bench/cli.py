@@ -18,11 +18,11 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.machine import ROOT, describe, hot_path_compiled
+from bench.machine import ROOT, describe, hot_path_compiled, load_text
 from bench.parts import Context, part_a, part_b, part_c, part_d, part_e, part_f, part_g
-from bench.results import Row, ratios, table
+from bench.results import Row, ratios, table, targets
 from bench.services import private_services
-from bench.workload import workloads, write_profiles
+from bench.workload import paced_devices, synthetic, workloads, write_profiles
 
 PARTS = ("a", "b", "c", "d", "e", "f", "g")
 SUBSCRIBERS = ("paho", "paho311", "mosquitto_sub", "aiomqtt", "gmqtt", "mqtt5")
@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-record", action="store_true", help="print only; do not append to the results file")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary run directory (logs, data)")
+    parser.add_argument("--no-synthetic", action="store_true",
+                        help="leave out the extra (c) rows of the synthetic bench_sensor workload")
     return parser
 
 
@@ -57,13 +59,13 @@ def _selected(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
     return chosen
 
 
-def run(ctx: Context, parts: list[str], names: list[str], subscribers: list[str]) -> list[Row]:
+def run(ctx: Context, parts: list[str], names: list[str], subscribers: list[str], *,
+        extra_synthetic: bool) -> list[Row]:
     rows: list[Row] = []
     scale = ctx.scale
     chosen = [w for w in workloads(scale) if w.name in names]
     for work in chosen:
-        ctx.say(f"{work.name}: {work.devices} devices, {work.messages} messages x {work.batch} readings "
-                f"= {work.points} points")
+        ctx.say(f"{work.name}: {work.devices} district devices, {work.messages} messages x {work.batch} readings")
         if "a" in parts:
             rows += part_a(ctx, work, subscribers)
         if "b" in parts:
@@ -73,9 +75,19 @@ def run(ctx: Context, parts: list[str], names: list[str], subscribers: list[str]
             rows.append(part_c(ctx, work, "aiomqtt"))
             if hot_path_compiled():
                 rows.append(part_c(ctx, work, pure_python=True))
+            if extra_synthetic:
+                rows.append(part_c(ctx, synthetic(work)))
         if "d" in parts:
             rows.append(part_d(ctx, work))
-    devices = chosen[0].devices if chosen else workloads(scale)[0].devices
+    if {"e", "f", "g"} & set(parts):
+        rows += paced_parts(ctx, parts, chosen[0].devices if chosen else workloads(scale)[0].devices)
+    return rows
+
+
+def paced_parts(ctx: Context, parts: list[str], n_devices: int) -> list[Row]:
+    """(e), (f), (g): district devices at their cadence, device time accelerated to the part's rate."""
+    rows: list[Row] = []
+    scale, devices = ctx.scale, paced_devices(n_devices)
     if "e" in parts:
         rows += part_e(ctx, devices, [1000 * min(1.0, scale * 4), 5000 * min(1.0, scale * 4)],
                        duration_s=max(3.0, 20 * scale))
@@ -89,14 +101,18 @@ def run(ctx: Context, parts: list[str], names: list[str], subscribers: list[str]
 
 def report(rows: list[Row], meta: dict[str, str], scale: float, alerts: bool, elapsed_s: float) -> str:
     lines = [f"## {meta['date']} — scale {scale:g}", "",
-             f"- machine: {meta['machine']}", f"- software: {meta['software']}",
+             f"- machine: {meta['machine']}", f"- load: {meta['load']}", f"- software: {meta['software']}",
              f"- commit: {meta['commit']}", f"- command: `{meta['command']}`", f"- build: {meta['build']}",
-             (f"- pipeline: alerts.enabled = {str(alerts).lower()}; devices: synthetic `bench_sensor` "
-              "(5 float fields, validated against a generated profile and inventory)"),
+             (f"- pipeline: shipped defaults (spool on, /metrics on, alerts.enabled = {str(alerts).lower()} with the "
+              "shipped alert_rules/); devices: the shipped district profiles and inventory, every type, values from "
+              "simulators/ (the synthetic `bench_sensor` rows are marked)"),
              f"- wall time of the run: {elapsed_s / 60:.1f} min", "", table(rows)]
     found = ratios(rows)
     if found:
-        lines += ["Ratios (points/s):", "", *[f"- {r}" for r in found], ""]
+        lines += ["Ratios (points/s, this run):", "", *[f"- {r}" for r in found], ""]
+    checked = targets(rows)
+    if checked:
+        lines += ["Targets of issue 15 (this run):", "", *[f"- {t}" for t in checked], ""]
     return "\n".join(lines)
 
 
@@ -114,12 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="ct-bench-"))
     try:
         devices = max(w.devices for w in workloads(args.scale))
-        types_dir, inventory_dir = write_profiles(root / "profiles", devices)
+        synthetic_dirs = write_profiles(root / "profiles", devices)
         with private_services(root / "services") as services:
-            ctx = Context(services, root / "work", uuid.uuid4().hex[:6], args.scale, types_dir, inventory_dir,
+            ctx = Context(services, root / "work", uuid.uuid4().hex[:6], args.scale, synthetic_dirs,
                           alerts=not args.no_alerts)
-            ctx.say(f"services: {services.mqtt_url}, {services.influx_url}; run dir {root}")
-            rows = run(ctx, parts, names, subscribers)
+            ctx.say(f"services: {services.mqtt_url}, {services.influx_url}; run dir {root}; load {meta['load']}")
+            rows = run(ctx, parts, names, subscribers, extra_synthetic=not args.no_synthetic)
+        meta["load"] += f"; at the end: {load_text()}"
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -17,8 +17,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.pipeline import bench_rules_dir
-from bench.workload import messages, workloads, write_profiles
+from bench.pipeline import SHIPPED_RULES, bench_rules_dir
+from bench.workload import DISTRICT_INVENTORY, DISTRICT_TYPES, generate, synthetic, workloads, write_profiles
 
 
 class _DropWriter:
@@ -45,7 +45,8 @@ class _Count:
         self.settled += 1
 
 
-async def _measure(root: Path, name: str, count: int, *, alerts: bool, spool: bool) -> tuple[float, int]:
+async def _measure(root: Path, name: str, count: int, *, alerts: bool, spool: bool,
+                   use_synthetic: bool) -> tuple[float, int]:
     from citytelemetry.alerts import build_evaluator
     from citytelemetry.config import Settings
     from citytelemetry.contracts import InboundMessage
@@ -53,8 +54,12 @@ async def _measure(root: Path, name: str, count: int, *, alerts: bool, spool: bo
     from citytelemetry.run import build_pipeline
 
     work = next(w for w in workloads(1.0, messages=count) if w.name == name)
-    types_dir, inventory_dir = write_profiles(root / name, work.devices)
-    rules = bench_rules_dir(root / name)
+    if use_synthetic:
+        work = synthetic(work)
+        types_dir, inventory_dir = write_profiles(root / name, work.devices)
+        rules = bench_rules_dir(root / name)
+    else:
+        types_dir, inventory_dir, rules = DISTRICT_TYPES, DISTRICT_INVENTORY, SHIPPED_RULES
     settings = Settings.model_validate({
         "mqtt": {"topic_prefix": "bench/hot"},
         "pipeline": {"profiles_dir": str(types_dir), "inventory_dir": str(inventory_dir),
@@ -66,10 +71,10 @@ async def _measure(root: Path, name: str, count: int, *, alerts: bool, spool: bo
     pipeline = build_pipeline(settings, catalog, writer=_DropWriter(), evaluator_factory=factory)
     if pipeline.spool is not None:
         pipeline.spool.open()
-    base = int(time.time() * 1000) - 600_000
+    now_ms = int(time.time() * 1000)
     count_delivery = _Count()
-    inbound = [InboundMessage(topic, body, base, count_delivery)
-               for topic, body in messages(work, "bench/hot", part=0, parts=1, base_ms=base)]
+    inbound = [InboundMessage(topic, body, now_ms, count_delivery)
+               for topic, body in generate(work).share("bench/hot", 0, 1)]
     flush = asyncio.create_task(pipeline.sink.run())
     started = time.process_time()
     for message in inbound:
@@ -88,11 +93,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-alerts", action="store_true")
     parser.add_argument("--spool", action="store_true", help="through the write-ahead spool (fsync per group)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per workload; the best is printed")
+    parser.add_argument("--synthetic", action="store_true", help="the bench_sensor workload instead of the district")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ct-hot-") as tmp:
         for name in args.workloads.split(","):
             runs = [asyncio.run(_measure(Path(tmp) / str(run), name, args.messages, alerts=not args.no_alerts,
-                                         spool=args.spool)) for run in range(args.repeat)]
+                                         spool=args.spool, use_synthetic=args.synthetic)) for run in range(args.repeat)]
             micros = sorted(m for m, _ in runs)
             print(f"{name}: {micros[0]:.1f} µs CPU per message, best of {len(runs)} (all: "
                   f"{', '.join(f'{m:.1f}' for m in micros)}; {runs[0][1]} settled per run)")

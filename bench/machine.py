@@ -53,6 +53,12 @@ def hot_path_compiled() -> bool:
     return (Path(citytelemetry.__file__).parent / "_compiled.json").exists()
 
 
+def load_text() -> str:
+    """The machine's load average and how many processes were running (others share this box)."""
+    one, five, fifteen, running, _ = Path("/proc/loadavg").read_text().split()
+    return f"load average {one} / {five} / {fifteen} (1 / 5 / 15 min), {running} running"
+
+
 def describe(argv: list[str]) -> dict[str, str]:
     dirty = " (+ uncommitted changes)" if _git("status", "--porcelain", "--", "src", "bench") else ""
     return {
@@ -62,6 +68,7 @@ def describe(argv: list[str]) -> dict[str, str]:
         "software": f"Python {platform.python_version()}; "
                     f"{_version('/usr/sbin/mosquitto', '-h').replace('mosquitto version', 'mosquitto')}; "
                     f"{_version('influxd', 'version')}",
+        "load": f"at the start: {load_text()}",
         "commit": _git("rev-parse", "--short", "HEAD") + dirty,
         "build": ("hot path compiled with mypyc (scripts/compile_hotpath.py)" if hot_path_compiled()
                   else "pure Python (no compiled hot path)"),

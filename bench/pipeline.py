@@ -1,13 +1,21 @@
-"""``citytelemetry run`` as a subprocess: configured through CITYTELEMETRY_* variables, measured through /proc."""
+"""``citytelemetry run`` as a subprocess: configured through CITYTELEMETRY_* variables, measured through /proc
+and its own /metrics.
+
+Shipped defaults except what a private run needs: its broker, database, topic prefix, client id, profile
+directories, its spool and alert state in the run directory, and a free port for /metrics (on, as shipped).
+The district runs with the shipped ``alert_rules/``; the synthetic type with the generic rules only
+(``site.yaml``: it has no district rules to match)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -18,10 +26,13 @@ from citytelemetry.compiled import PURE_PYTHON_ENV
 READY_MARK = "subscribed to"
 
 
+SHIPPED_RULES = Path(__file__).resolve().parents[1] / "alert_rules"
+
+
 def bench_rules_dir(work_dir: Path) -> Path:
     """The synthetic devices have no district types: keep the generic rules (freshness, coverage,
     completeness) besides the threshold rules generated from the bench profile."""
-    rules = work_dir / "alert_rules"
+    rules = work_dir / "alert_rules_synthetic"
     rules.mkdir(parents=True, exist_ok=True)
     shutil.copy(Path(__file__).resolve().parents[1] / "alert_rules" / "site.yaml", rules / "site.yaml")
     return rules
@@ -41,6 +52,8 @@ class PipelineConfig:
     alerts: bool = True
     mqtt_client: str = "mqtt5"  # mqtt.client: the default source, or "aiomqtt"
     pure_python: bool = False  # import the hot path's sources even where they are compiled
+    synthetic: bool = False  # the bench_sensor profiles: generic alert rules only
+    http_port: int = 0  # /metrics and /healthz (0: off)
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CITYTELEMETRY_")}
@@ -51,12 +64,14 @@ class PipelineConfig:
             "CITYTELEMETRY_MQTT__TOPIC_PREFIX": self.topic_prefix,
             "CITYTELEMETRY_INFLUX__URL": self.influx_url,
             "CITYTELEMETRY_INFLUX__DATABASE": self.database,
-            "CITYTELEMETRY_HTTP__PORT": "0",
+            "CITYTELEMETRY_HTTP__PORT": str(self.http_port),
+            "CITYTELEMETRY_HTTP__HOST": "127.0.0.1",
             "CITYTELEMETRY_PIPELINE__PROFILES_DIR": str(self.profiles_dir),
             "CITYTELEMETRY_PIPELINE__INVENTORY_DIR": str(self.inventory_dir),
             "CITYTELEMETRY_ALERTS__ENABLED": "true" if self.alerts else "false",
             "CITYTELEMETRY_ALERTS__STATE_FILE": str(self.work_dir / f"alert-state-{self.client_id}.json"),
-            "CITYTELEMETRY_ALERTS__RULES_DIR": str(bench_rules_dir(self.work_dir)),
+            "CITYTELEMETRY_ALERTS__RULES_DIR": str(bench_rules_dir(self.work_dir) if self.synthetic
+                                                   else SHIPPED_RULES),
             "CITYTELEMETRY_PIPELINE__SPOOL_DIR": str(self.work_dir / f"spool-{self.client_id}"),
         })
         if self.shared_group:
@@ -81,6 +96,7 @@ class PipelineProcess:
         self._log_offset = 0
         self.started_at = 0.0
         self.ready_at = 0.0
+        self.cpu_at_ready = 0.0
 
     @property
     def pid(self) -> int:
@@ -112,6 +128,7 @@ class PipelineProcess:
             return True
         if READY_MARK in self.log_tail():
             self.ready_at = time.monotonic()
+            self.cpu_at_ready = self.cpu_seconds()  # start-up: catalog, rules, connect
             return True
         if self._proc is not None and self._proc.poll() is not None:
             raise RuntimeError(f"citytelemetry run exited with {self._proc.returncode}:\n{self.log_tail()[-3000:]}")
@@ -123,6 +140,24 @@ class PipelineProcess:
             if "garbage collector: " in line:
                 return line.split("garbage collector: ", 1)[1]
         return ""
+
+    def metrics(self) -> dict[str, float]:
+        """Its /metrics, flattened: ``name{labels}`` -> value ({} when /metrics is off or unreachable)."""
+        if not self.config.http_port:
+            return {}
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.config.http_port}/metrics",
+                                        timeout=10) as response:
+                text = response.read().decode()
+        except OSError:
+            return {}
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                with contextlib.suppress(ValueError):
+                    out[name] = float(value)
+        return out
 
     def log_tail(self) -> str:
         with self.log_path.open("rb") as f:

@@ -101,27 +101,30 @@ def main(argv: list[str] | None = None) -> int:
     work = next(w for w in workloads(args.scale) if w.name == args.workload)
     root = Path(tempfile.mkdtemp(prefix="ct-profile-"))
     try:
-        types_dir, inventory_dir = write_profiles(root / "profiles", work.devices)
+        synthetic_dirs = write_profiles(root / "profiles", work.devices)
         with private_services(root / "services") as services:
-            ctx = Context(services, root / "work", uuid.uuid4().hex[:6], args.scale, types_dir, inventory_dir)
+            ctx = Context(services, root / "work", uuid.uuid4().hex[:6], args.scale, synthetic_dirs)
+            (root / "work").mkdir(parents=True, exist_ok=True)
+            gen, path = ctx.workload(work)
             db, prefix = ctx.database("prof"), ctx.prefix("prof")
             proc = ctx.pipeline("prof", db, prefix)
             proc.start()
             proc.wait_ready()
             proc.stop()
-            publish_bulk(services.mqtt_host, services.mqtt_port, work, prefix)
+            publish_bulk(services.mqtt_host, services.mqtt_port, path, prefix)
             raw_path = root / "profile.txt"
             with proc:
                 proc.wait_ready()
                 spy = subprocess.Popen([_py_spy(), "record", "--pid", str(proc.pid), "--rate", "100", "--format", "raw",
                                         "--nolineno", "--nonblocking", "--output", str(raw_path)],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                landed = wait_landed(services.influx_url, db, work.points, timeout_s=600)
+                landed = wait_landed(services.influx_url, db, gen.measurements, gen.points, timeout_s=600)
                 spy.send_signal(signal.SIGINT)
                 spy.wait(60)
             raw = raw_path.read_text()
-            report = (f"citytelemetry run draining {work.name}: {landed.count}/{work.points} points, "
-                      f"{work.messages} messages\n\n" + fold(raw, args.top))
+            report = (f"citytelemetry run draining {work.name} (district: {gen.devices} devices of {gen.types} types, "
+                      f"shipped rules and defaults): {landed.count}/{gen.points} points, {len(gen.messages)} "
+                      f"messages\n\n" + fold(raw, args.top))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(report)

@@ -1,24 +1,24 @@
 """Publishers: several processes, each one paho connection, QoS 1, payloads encoded before the clock starts.
 
-``publish_bulk`` sends a workload as fast as the broker acknowledges it; ``publish_paced`` sends
-single-reading messages at a fixed total rate, stamping each reading's ``ts`` with its publish time
-(wall clock, ms), which is how the latency part measures publish -> queryable.
+``publish_bulk`` sends a generated workload as fast as the broker acknowledges it; ``publish_paced`` sends
+single-reading district messages at a fixed total rate, each due at a wall-clock time that follows from
+its ``ts`` (``PacedPlan``), which is how the latency part measures publish -> queryable.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
-import random
 import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event as MpEvent
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.workload import FIELDS, Workload, device_id, messages, telemetry_topic
+from bench.workload import PREFIX_MARK, PacedDevice, load, paced_stream, paced_values, readings_per_s
 
 INFLIGHT = 1000  # paho's own window; mosquitto accepts this many unacknowledged QoS 1 messages per client
 ACK_TIMEOUT_S = 120.0
@@ -90,9 +90,9 @@ class _Share:
         return f"bench-{kind}-{self.prefix.replace('/', '-')}-{self.part}"
 
 
-def _bulk_worker(share: _Share, work: Workload, base_ms: int, ready: MpEvent, go: MpEvent,
+def _bulk_worker(share: _Share, path: Path, ready: MpEvent, go: MpEvent,
                  out: mp.Queue[tuple[int, float, float]]) -> None:
-    batch = list(messages(work, share.prefix, part=share.part, parts=share.parts, base_ms=base_ms))
+    batch = load(path).share(share.prefix, share.part, share.parts)
     client, acks = _connect(share.host, share.port, share.client_id("pub"))
     ready.set()
     go.wait(60)
@@ -106,21 +106,19 @@ def _bulk_worker(share: _Share, work: Workload, base_ms: int, ready: MpEvent, go
     client.loop_stop()
 
 
-def publish_bulk(host: str, port: int, work: Workload, prefix: str, *, processes: int = 2,
-                 base_ms: int | None = None) -> PublishResult:
-    """Publish the whole workload; returns once every message is acknowledged by the broker."""
+def publish_bulk(host: str, port: int, path: Path, prefix: str, *, processes: int = 2) -> PublishResult:
+    """Publish the generated workload saved at ``path``; returns once the broker acknowledged every message."""
     ctx = mp.get_context("spawn")
-    base = base_ms if base_ms is not None else int(time.time() * 1000) - 3_600_000
     out: mp.Queue[tuple[int, float, float]] = ctx.Queue()
     go = ctx.Event()
     readies = [ctx.Event() for _ in range(processes)]
-    procs = [ctx.Process(target=_bulk_worker, args=(_Share(host, port, prefix, k, processes), work, base, readies[k],
+    procs = [ctx.Process(target=_bulk_worker, args=(_Share(host, port, prefix, k, processes), path, readies[k],
                                                     go, out), daemon=True) for k in range(processes)]
     return _run(procs, readies, go, out, timeout_s=ACK_TIMEOUT_S + 120)
 
 
 def _run(procs: list[Any], readies: list[MpEvent], go: MpEvent, out: mp.Queue[tuple[int, float, float]],
-         *, timeout_s: float) -> PublishResult:
+         *, timeout_s: float, wall0: tuple[Any, PacedPlan] | None = None) -> PublishResult:
     for proc in procs:
         proc.start()
     try:
@@ -129,6 +127,8 @@ def _run(procs: list[Any], readies: list[MpEvent], go: MpEvent, out: mp.Queue[tu
             if time.monotonic() > deadline or any(p.exitcode not in (None, 0) for p in procs):
                 raise RuntimeError("a publisher process failed to start (see its traceback above)")
             time.sleep(0.05)
+        if wall0 is not None:  # device time starts now, for the publishers and for the caller's probe
+            wall0[0].value = wall0[1].wall0 = time.time() + 0.05
         go.set()
         results = [out.get(timeout=timeout_s) for _ in procs]
     finally:
@@ -141,35 +141,55 @@ def _run(procs: list[Any], readies: list[MpEvent], go: MpEvent, out: mp.Queue[tu
     return PublishResult(count, max(r[2] for r in results) - min(r[1] for r in results))
 
 
-_TEMPLATE = b'{"device":"%s","seq":%d,"ts":%d,"values":{%s}}'
+_TEMPLATE = b'{"device":"%s","seq":%d,"ts":%d,"values":%s}'
 
 
-def _paced_worker(share: _Share, devices: int, rate: float, duration_s: float, ready: MpEvent, go: MpEvent,
+@dataclass(slots=True)
+class PacedPlan:
+    """District devices at their own cadence, device time accelerated so that ``rate`` msg/s leave.
+
+    Reading ts of a device advances by its reporting interval (the rate limit and the alert rules see
+    the cadence they expect); the message with ``ts`` is due at ``wall0 + (ts - start_ms) / accel``, so
+    device time runs ``accel`` times faster than the wall clock and ends near now. ``wall0`` is set when
+    the publishers start; the latency probe maps a point's ts back to when it was due."""
+
+    devices: list[PacedDevice]
+    rate: float
+    duration_s: float
+    accel: float = 0.0
+    start_ms: int = 0
+    wall0: float = 0.0  # epoch seconds of device time start_ms; 0 until the publishers start
+
+    def __post_init__(self) -> None:
+        self.accel = max(1.0, self.rate / readings_per_s(self.devices))
+        self.start_ms = int(time.time() * 1000) - int(self.accel * self.duration_s * 1000) - 5_000
+
+    def due(self, ts_ms: float) -> float:
+        return self.wall0 + (ts_ms - self.start_ms) / self.accel / 1000
+
+
+def _paced_worker(share: _Share, plan: PacedPlan, wall0: Any, ready: MpEvent, go: MpEvent,
                   out: mp.Queue[tuple[int, float, float]]) -> None:
-    rng = random.Random(share.part)
-    mine = list(range(share.part, devices, share.parts))
-    topics = [telemetry_topic(share.prefix, i) for i in mine]
-    ids = [device_id(i).encode() for i in mine]
-    values = [b",".join(b'"%s":%.3f' % (f.encode(), rng.uniform(10, 90)) for f in FIELDS) for _ in range(64)]
-    seqs = [0] * len(mine)
-    last_ts = [0] * len(mine)
+    devices = [d for k, d in enumerate(plan.devices) if k % share.parts == share.part]
+    topics = [share.prefix + d.topic[len(PREFIX_MARK):] for d in devices]
+    ids = [d.device_id.encode() for d in devices]
+    seqs = [0] * len(devices)
+    end_ms = plan.start_ms + plan.accel * plan.duration_s * 1000
     client, acks = _connect(share.host, share.port, share.client_id("pace"))
     ready.set()
     go.wait(60)
+    plan.wall0 = wall0.value
     started = time.monotonic()
     sent = 0
-    total = int(rate * duration_s)
-    while sent < total:
-        due = started + sent / rate
-        delay = due - time.monotonic()
+    for k, ts in paced_stream(devices, plan.start_ms):
+        if ts >= end_ms:
+            break
+        delay = plan.due(ts) - time.time()
         if delay > 0.002:
             time.sleep(delay)
         acks.window(sent)
-        k = sent % len(mine)
         seqs[k] += 1
-        now_ms = time.time_ns() // 1_000_000
-        last_ts[k] = ts = max(now_ms, last_ts[k] + 1)
-        client.publish(topics[k], _TEMPLATE % (ids[k], seqs[k], ts, values[sent % 64]), qos=1)
+        client.publish(topics[k], _TEMPLATE % (ids[k], seqs[k], ts, paced_values(devices[k], seqs[k])), qos=1)
         sent += 1
     acks.wait(sent, ACK_TIMEOUT_S)
     out.put((sent, started, time.monotonic()))
@@ -177,14 +197,14 @@ def _paced_worker(share: _Share, devices: int, rate: float, duration_s: float, r
     client.loop_stop()
 
 
-def publish_paced(host: str, port: int, devices: int, prefix: str, *, rate: float, duration_s: float,
-                  processes: int = 2) -> PublishResult:
-    """Single-reading messages at ``rate`` msg/s in total for ``duration_s``; ts = publish time (ms)."""
+def publish_paced(host: str, port: int, plan: PacedPlan, prefix: str, *, processes: int = 2) -> PublishResult:
+    """District messages of one reading at ``plan.rate`` msg/s in total for ``plan.duration_s``."""
     ctx = mp.get_context("spawn")
     out: mp.Queue[tuple[int, float, float]] = ctx.Queue()
     go = ctx.Event()
+    wall0 = ctx.Value("d", 0.0)
     readies = [ctx.Event() for _ in range(processes)]
-    procs = [ctx.Process(target=_paced_worker, args=(_Share(host, port, prefix, k, processes), devices,
-                                                     rate / processes, duration_s, readies[k], go, out), daemon=True)
+    procs = [ctx.Process(target=_paced_worker, args=(_Share(host, port, prefix, k, processes), plan, wall0,
+                                                     readies[k], go, out), daemon=True)
              for k in range(processes)]
-    return _run(procs, readies, go, out, timeout_s=duration_s + ACK_TIMEOUT_S + 60)
+    return _run(procs, readies, go, out, timeout_s=plan.duration_s + ACK_TIMEOUT_S + 60, wall0=(wall0, plan))

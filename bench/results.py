@@ -26,27 +26,83 @@ def table(rows: list[Row]) -> str:
                           f"| {r.details} |\n" for r in rows)
 
 
-def find(rows: list[Row], part: str, workload: str, what: str = "") -> Row | None:
+def find(rows: list[Row], part: str, workload: str, what: str = "", *, synthetic: bool = False) -> Row | None:
     for row in rows:
-        if row.part == part and row.workload == workload and what in row.what:
+        if (row.part == part and row.workload == workload and what in row.what
+                and ("synthetic" in row.what) == synthetic):
             return row
     return None
 
 
+def best_paho(rows: list[Row], workload: str) -> Row | None:
+    """The faster of paho over MQTT 5 and over MQTT 3.1.1: the bare-client reference."""
+    found = [r for r in rows if r.part == "a" and r.workload == workload and r.what.startswith("paho")
+             and r.points_per_s]
+    return max(found, key=lambda r: r.points_per_s or 0.0, default=None)
+
+
 def ratios(rows: list[Row]) -> list[str]:
-    """(c)/(a), (c)/(b), (d)/(c), the two MQTT sources and compiled / pure, in points/s, per workload,
-    where both sides were measured."""
+    """(c)/(a), (c)/(b), (d)/(c), the two MQTT sources, compiled / pure and the synthetic row, in points/s,
+    per workload, where both sides were measured in this run."""
     out = []
     for w in ("W1", "W2"):
-        c = find(rows, "c", w)
-        pairs = [("(c)/(a) pipeline / bare paho subscriber", c, find(rows, "a", w, "paho")),
+        c = find(rows, "c", w, "1 process (drain backlog)")
+        paho = best_paho(rows, w)
+        paho_label = "bare paho subscriber, the faster of MQTT 5 / 3.1.1" + (
+            f" ({paho.what.split(' bare')[0]})" if paho else "")
+        pairs = [(f"(c)/(a) pipeline / {paho_label}", c, paho),
                  ("(c)/(a) pipeline / mosquitto_sub", c, find(rows, "a", w, "mosquitto_sub")),
                  ("(c)/(b) pipeline / raw InfluxDB, 1 writer", c, find(rows, "b", w, "1 writer")),
                  ("(c)/(b) pipeline / raw InfluxDB, 2 writers", c, find(rows, "b", w, "2 writers")),
                  ("(d)/(c) two pipelines / one", find(rows, "d", w), c),
                  ("(c) default mqtt5 source / aiomqtt source", c, find(rows, "c", w, "mqtt.client = aiomqtt")),
-                 ("(c) compiled hot path / pure Python", c, find(rows, "c", w, "pure Python"))]
+                 ("(c) compiled hot path / pure Python", c, find(rows, "c", w, "pure Python")),
+                 ("(c) district / synthetic bench_sensor", c, find(rows, "c", w, synthetic=True))]
         for label, num, den in pairs:
             if num and den and num.points_per_s and den.points_per_s:
                 out.append(f"{w} {label}: {num.points_per_s / den.points_per_s:.2f}")
+    return out
+
+
+def _figure(row: Row | None, key: str) -> float | None:
+    value = row.figures.get(key) if row else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def targets(rows: list[Row]) -> list[str]:
+    """Issue 15's targets against this run's rows: "met", "NOT met" or "not measured", with the figure."""
+    out: list[str] = []
+
+    def check(label: str, value: float | None, limit: float, *, at_least: bool, unit: str = "") -> None:
+        if value is None:
+            out.append(f"{label}: not measured")
+            return
+        ok = value >= limit if at_least else value <= limit
+        out.append(f"{label}: {value:,.2f}{unit} ({'>=' if at_least else '<='} {limit:g}{unit}) "
+                   f"{'met' if ok else 'NOT met'}")
+
+    def ratio(num: Row | None, den: Row | None) -> float | None:
+        if num and den and num.points_per_s and den.points_per_s:
+            return num.points_per_s / den.points_per_s
+        return None
+
+    c1, c2 = find(rows, "c", "W1", "1 process (drain backlog)"), find(rows, "c", "W2", "1 process (drain backlog)")
+    check("W1 pipeline / bare paho (faster protocol)", ratio(c1, best_paho(rows, "W1")), 1.5, at_least=True, unit="x")
+    check("W1 pipeline / mosquitto_sub", ratio(c1, find(rows, "a", "W1", "mosquitto_sub")), 0.6, at_least=True,
+          unit="x")
+    check("W2 pipeline / raw InfluxDB 1 writer", ratio(c2, find(rows, "b", "W2", "1 writer")), 0.8, at_least=True,
+          unit="x")
+    cpu = _figure(c1, "cpu_s_per_100k")
+    check("W1 CPU per reading end to end", None if cpu is None else cpu * 10, 20, at_least=False, unit=" µs")
+    drains = [r for r in rows if r.part == "d" or r.what == "citytelemetry run, 1 process (drain backlog)"]
+    pauses = [v for r in drains if (v := _figure(r, "gc_longest_ms")) is not None]
+    check("longest GC pause during a drain (c default, d)", max(pauses, default=None), 20, at_least=False, unit=" ms")
+    rss = [v for r in rows if r.part != "a" and (v := _figure(r, "peak_rss_mib")) is not None]
+    check("peak RSS (MiB, every pipeline row)", max(rss, default=None), 250 / 1.048576, at_least=False, unit=" MiB")
+    e5 = next((r for r in rows if r.part == "e" and "5000" in r.what), None)
+    check("p99 publish -> queryable at 5,000 msg/s", _figure(e5, "p99_ms"), 500, at_least=False, unit=" ms")
+    lost = [_figure(r, "lost") or 0.0 for r in rows if r.part in {"c", "d"}]
+    short = [(_figure(r, "expected") or 0.0) - (_figure(r, "landed") or 0.0) for r in rows if r.part in {"e", "f", "g"}]
+    check("messages lost (c, d lost; e, f, g expected - landed)", sum(lost) + sum(short) if rows else None, 0,
+          at_least=False)
     return out

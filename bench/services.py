@@ -6,7 +6,7 @@ import contextlib
 import json
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,15 +55,20 @@ def influx_query(url: str, db: str, q: str, timeout_s: float = 30.0) -> list[dic
     return series
 
 
-def count_points(url: str, db: str, measurement: str, field: str = "seq") -> int:
-    """Points of ``measurement`` in ``db`` (0 when the database or measurement does not exist yet)."""
+def measurement_regex(measurements: Sequence[str]) -> str:
+    """An InfluxQL regex matching exactly these measurements (names are profile identifiers)."""
+    return "/^(" + "|".join(measurements) + ")$/"
+
+
+def count_points(url: str, db: str, measurements: Sequence[str], field: str = "seq") -> int:
+    """Points of ``measurements`` in ``db`` (0 when the database or a measurement does not exist yet)."""
     try:
-        series = influx_query(url, db, f'SELECT count("{field}") FROM "{measurement}"')  # noqa: S608 - our names
+        series = influx_query(url, db, f'SELECT count("{field}") FROM {measurement_regex(measurements)}')  # noqa: S608
     except RuntimeError as exc:
         if "database not found" in str(exc):
             return 0
         raise
-    return int(series[0]["values"][0][1]) if series else 0
+    return sum(int(s["values"][0][1]) for s in series)
 
 
 def create_database(url: str, db: str) -> None:

@@ -1,24 +1,35 @@
-"""The benchmark workloads: synthetic devices validated for real, and their pre-encoded messages.
+"""The benchmark workloads: the district we ship, and a synthetic type kept as an extra row.
 
-W1: ``devices`` devices, ``messages`` messages of one 5-field reading each.
-W2: the same devices and the same number of *points*, in batches of ``batch`` readings per message.
+District (the default): the shipped profiles (``device_profiles/types``) and the devices of the shipped
+inventory (``device_profiles/inventory``), taken round-robin by type (``simulators.district.select_devices``)
+so that even a tiny scale covers all 20 types. Messages come from the district simulator: every profile
+measurement, with realistic values inside its normal band, each device at its own reporting interval and
+in device-time order, the simulated window ending now.
 
-The devices are synthetic (one generated profile type ``bench_sensor`` with five float fields and an
-inventory of ``devices`` entries written to a temporary directory), so the pipeline loads, validates and
-tags them exactly as it does the district's. The type reports every 0.1 s, so that a backlog drained at
-full speed stays within the per-device rate limit derived from the profile. Each device's readings have
-strictly increasing ``seq`` and distinct timestamps, so every reading is one InfluxDB point and none
-overwrites another.
+W1: ``messages`` messages of one reading each. W2: a tenth of the messages, ten readings each (a message
+leaves with its last reading). ``points`` is what the simulator says lands: one point per reading.
+
+Synthetic (extra row only): a generated type ``bench_sensor`` with five float fields reporting every
+0.1 s, and an inventory of ``devices`` of it: the workload the bench measured before issue 15.
 """
 
 from __future__ import annotations
 
+import heapq
+import pickle
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+
+from citytelemetry.profiles import Catalog, load_catalog
+
+ROOT = Path(__file__).resolve().parents[1]
+DISTRICT_TYPES = ROOT / "device_profiles" / "types"
+DISTRICT_INVENTORY = ROOT / "device_profiles" / "inventory"
+PREFIX_MARK = "BENCHPREFIX"  # generated topics start with this; each part substitutes its own prefix
 
 DEVICE_TYPE = "bench_sensor"
 SITE = "bench"
@@ -53,23 +64,80 @@ class Workload:
     devices: int
     messages: int
     batch: int  # readings per message
+    synthetic: bool = False  # the bench_sensor workload instead of the district
 
     @property
-    def points(self) -> int:
-        return self.messages * self.batch
+    def label(self) -> str:
+        return f"{self.name}-synthetic" if self.synthetic else self.name
 
     @property
     def per_device(self) -> int:
-        """Messages per device (the last devices may get one fewer when it does not divide)."""
+        """Synthetic: messages per device (the last devices may get one fewer when it does not divide)."""
         return -(-self.messages // self.devices)
 
 
 def workloads(scale: float, *, devices: int = 1000, messages: int = 200_000, batch: int = 10) -> list[Workload]:
-    n_dev = max(4, round(devices * scale))
+    n_dev = max(20, round(devices * scale))  # 20: one device of every district type
     n_msg = max(n_dev, round(messages * scale))
     return [Workload("W1", n_dev, n_msg, 1), Workload("W2", n_dev, max(n_dev, n_msg // batch), batch)]
 
 
+def synthetic(work: Workload) -> Workload:
+    return Workload(work.name, work.devices, work.messages, work.batch, synthetic=True)
+
+
+# -- generated messages -----------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Generated:
+    """A workload's messages, generated once and published by every part (with its own topic prefix)."""
+
+    work: Workload
+    messages: list[tuple[str, str, bytes]]  # (device id, topic with PREFIX_MARK, payload), in publish order
+    points: int
+    measurements: tuple[str, ...]  # the InfluxDB measurements the points land in (the device types)
+    devices: int
+    types: int
+
+    def share(self, prefix: str, part: int, parts: int) -> list[tuple[str, bytes]]:
+        """One publisher's messages: a device always goes through the same one, so its order holds."""
+        ids = sorted({d for d, _, _ in self.messages})
+        mine = {d for k, d in enumerate(ids) if k % parts == part}
+        return [(prefix + topic[len(PREFIX_MARK):], body) for d, topic, body in self.messages if d in mine]
+
+    def save(self, path: Path) -> Path:
+        path.write_bytes(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL))
+        return path
+
+
+def load(path: Path) -> Generated:
+    generated: Generated = pickle.loads(path.read_bytes())  # noqa: S301 - our own file, written by this run
+    return generated
+
+
+def district_catalog() -> Catalog:
+    return load_catalog(DISTRICT_TYPES, DISTRICT_INVENTORY)
+
+
+def generate(work: Workload) -> Generated:
+    """District: the simulator's messages. Synthetic: the bench_sensor devices (``write_profiles``)."""
+    if work.synthetic:
+        fake = [(device_id(i), topic, body) for i, topic, body in _synthetic_messages(work)]
+        return Generated(work, fake, work.messages * work.batch, (DEVICE_TYPE,), work.devices, 1)
+    from simulators.district import DistrictSimulator, Pacing
+
+    sim = DistrictSimulator(district_catalog(), seed=1, topic_prefix=PREFIX_MARK, duration_s=None,
+                            max_messages=work.messages, batch=work.batch, pacing=Pacing(speed=0),
+                            max_devices=work.devices)
+    msgs: list[tuple[str, str, bytes]] = []
+    points, types = 0, set()
+    for m in sim.messages():
+        msgs.append((m.device_id, m.topic, m.payload))
+        points += m.points
+        types.add(m.device_type)
+    return Generated(work, msgs, points, tuple(sorted(types)), len(sim.devices), len(types))
+
+
+# -- synthetic ----------------------------------------------------------------------------------------------
 def device_id(index: int) -> str:
     return f"bench-{index:05d}"
 
@@ -91,34 +159,76 @@ def write_profiles(root: Path, devices: int) -> tuple[Path, Path]:
     return types, inventory
 
 
-def _values(rng: random.Random) -> dict[str, float]:
-    return {name: round(rng.uniform(10.0, 90.0), 3) for name in FIELDS}
+def _synthetic_messages(work: Workload, seed: int = 1) -> Iterator[tuple[int, str, bytes]]:
+    """Round-robin over the devices, in seq order; reading ``seq`` s of a device is stamped ``base + 10 s``."""
+    import time
 
-
-def reading(seq: int, ts_ms: int, rng: random.Random) -> dict[str, object]:
-    return {"seq": seq, "ts": ts_ms, "values": _values(rng)}
-
-
-def payload(index: int, readings: list[dict[str, object]]) -> bytes:
-    if len(readings) == 1:
-        return orjson.dumps({"device": device_id(index), **readings[0]})
-    return orjson.dumps({"device": device_id(index), "readings": readings})
-
-
-def messages(work: Workload, prefix: str, *, part: int, parts: int, base_ms: int,
-             seed: int = 1) -> Iterator[tuple[str, bytes]]:
-    """This publisher's share of the workload: the devices ``i % parts == part``, round-robin, in seq order.
-
-    A device always goes through the same publisher (one connection), so its messages reach the
-    pipeline in order. Reading ``seq`` s of a device is stamped ``base_ms + 10 * s``.
-    """
-    rng = random.Random(f"{seed}:{part}")
-    mine = range(part, work.devices, parts)
-    # Spread the messages over devices: message m of the workload goes to device m % devices.
+    rng = random.Random(seed)
+    base_ms = int(time.time() * 1000) - 3_600_000
     for round_ in range(work.per_device):
-        for index in mine:
+        for index in range(work.devices):
             if round_ * work.devices + index >= work.messages:
                 continue
             first = round_ * work.batch + 1
-            batch = [reading(s, base_ms + 10 * s, rng) for s in range(first, first + work.batch)]
-            yield telemetry_topic(prefix, index), payload(index, batch)
+            batch = [{"seq": s, "ts": base_ms + 10 * s,
+                      "values": {name: round(rng.uniform(10.0, 90.0), 3) for name in FIELDS}}
+                     for s in range(first, first + work.batch)]
+            body = (orjson.dumps({"device": device_id(index), **batch[0]}) if len(batch) == 1
+                    else orjson.dumps({"device": device_id(index), "readings": batch}))
+            yield index, telemetry_topic(PREFIX_MARK, index), body
+
+
+# -- paced district stream (parts e, f, g) -------------------------------------------------------------------
+SAMPLES_PER_DEVICE = 64
+
+
+@dataclass(slots=True)
+class PacedDevice:
+    device_id: str
+    topic: str  # with PREFIX_MARK
+    interval_ms: int
+    phase_ms: int
+    values: list[bytes]  # encoded "values" objects, sampled at the device's cadence
+
+
+def paced_devices(devices: int, seed: int = 1) -> list[PacedDevice]:
+    """Every selected district device with ``SAMPLES_PER_DEVICE`` realistic readings (the simulator's
+    model at its own cadence), replayed back and forth by the paced publishers."""
+    from simulators.district import select_devices
+    from simulators.values import DeviceModel
+
+    out = []
+    for d in select_devices(district_catalog(), None, devices):
+        interval = max(1, round(d.profile.reporting_interval_s * 1000))
+        model = DeviceModel(d.profile, seed, d.id)
+        start = 1_780_000_000_000
+        values = [orjson.dumps(model.sample(start + k * interval)) for k in range(SAMPLES_PER_DEVICE)]
+        phase = random.Random(f"{seed}:{d.id}").randrange(interval)
+        out.append(PacedDevice(d.id, f"{PREFIX_MARK}/{d.site}/{d.system.value}/{d.id}/telemetry", interval, phase,
+                               values))
+    return out
+
+
+def readings_per_s(devices: list[PacedDevice]) -> float:
+    """The district's own rate in device time: the sum of 1 / reporting interval."""
+    return sum(1000 / d.interval_ms for d in devices)
+
+
+def paced_stream(devices: list[PacedDevice], start_ms: int) -> Iterator[tuple[int, int]]:
+    """(device index, ts) in device-time order, every device at its cadence from ``start_ms + phase``."""
+    heap = [(start_ms + d.phase_ms, k) for k, d in enumerate(devices)]
+    heapq.heapify(heap)
+    while True:
+        ts, k = heap[0]
+        yield k, ts
+        heapq.heapreplace(heap, (ts + devices[k].interval_ms, k))
+
+
+def paced_values(device: PacedDevice, seq: int) -> bytes:
+    """Reading ``seq`` (1-based) of a device: its samples forwards, then backwards, so no value jumps.
+
+    A meter's register therefore runs back on every second pass; the pipeline does not check that
+    (``monotonic`` is documentation for dashboards), so it costs what a real reading costs."""
+    n = len(device.values)
+    k = (seq - 1) % (2 * n - 2)
+    return device.values[k if k < n else 2 * n - 2 - k]

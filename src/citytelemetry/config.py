@@ -125,6 +125,9 @@ class AlertSettings(Section):
     rules_dir: Path = Path("alert_rules")
     state_file: Path = Path(".run/alert-state.json")
     evaluation_interval_s: float = Field(default=5.0, gt=0, le=300)  # time-based rules: staleness, coverage
+    # Event time running this many times faster than the wall clock between two evaluations is a backlog
+    # being replayed (drain, catch-up): time-based rules wait (accelerated simulations run at 10-40x).
+    catch_up_speed: float = Field(default=100.0, gt=1)
     resend_interval_s: float = Field(default=60.0, gt=0)  # firing alerts are sent again this often
     request_timeout_s: float = Field(default=5.0, gt=0, le=120)  # each POST to Alertmanager
     max_queued: int = Field(default=100_000, ge=100)  # alert events waiting while Alertmanager is unreachable

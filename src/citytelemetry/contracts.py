@@ -109,5 +109,8 @@ class AlertEvaluator(Protocol):
 
     def counters(self) -> AlertCounters: ...
 
+    def follow(self, behind: Callable[[], bool]) -> None:
+        """Time-based rules (staleness) hold while ``behind()``: the consumer's lag is not device silence."""
+
 
 EmitLines = Callable[[Sequence[bytes]], None]  # how an evaluator writes its own points (alert history)

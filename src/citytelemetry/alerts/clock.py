@@ -5,6 +5,10 @@ that is the newest device timestamp seen (never ahead of the wall clock, so one 
 clock cannot make every other device look silent), carried forward at wall-clock speed while no
 reading arrives. An accelerated simulation therefore behaves like real time, and a stream that stops
 altogether still ages. The wall clock is injected (``clock``, seconds like ``time.time``).
+
+Carrying forward is only right while the consumer is caught up. While it is behind (a backlog drain,
+catch-up after an outage, a stalled batch) the broker holds readings newer than the mark, so the
+wall time that passes is not the devices' silence: ``hold()`` restarts the carry-forward from the mark.
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ class EventClock:
         return int(self._clock() * 1000)
 
     @property
+    def mark_ms(self) -> int | None:
+        """The newest device time consumed (capped at the wall clock); None before the first reading."""
+        return self._mark_ms
+
+    @property
     def started(self) -> bool:
         return self._mark_ms is not None
 
@@ -39,6 +48,12 @@ class EventClock:
             self._mark_ms, self._mark_wall_ms = candidate, wall
             if self.start_ms is None:
                 self.start_ms = candidate
+
+    def hold(self) -> None:
+        """The consumer is behind: event time stays at what was consumed instead of ageing with the wall."""
+        if self._mark_ms is not None:
+            self._mark_ms = max(self._mark_ms, self._last_ms)
+            self._mark_wall_ms = self.wall_ms()
 
     def now_ms(self) -> int:
         """Event time now; never goes back. Before the first reading: the wall clock (not remembered:

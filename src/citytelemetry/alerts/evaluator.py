@@ -3,6 +3,7 @@
     observe(readings)  rules of each reading's device type, on device time (in the consumer's task)
     run()              time rules (silence, coverage, completeness) every evaluation interval, state saves,
                        and delivery to Alertmanager, as named tasks of one TaskGroup, until cancelled
+    follow(behind)     the consumer's own lag: while ``behind()``, time rules hold (see ``tick``)
     aclose()           saves the state, hands Alertmanager what is queued (bounded), closes the session
 
 Transitions (firing, resolved) go three ways: a ``ct_alerts`` point through ``emit``, an event on the
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 5.0
 
 
+def _never() -> bool:
+    return False
+
+
 class AlertEngine:
     def __init__(self, settings: Settings, catalog: Catalog, emit: EmitLines, *,
                  clock: WallClock = time.time, rules: LoadedRules | None = None,
@@ -53,6 +58,9 @@ class AlertEngine:
                                           ca_file=settings.alertmanager.ca_file)
         self.observer = ReadingObserver(self.clock, self.ruleset, self.tracker)
         self.transitions = self.errors = 0
+        self._behind: Callable[[], bool] = _never
+        self.held_ticks = 0  # evaluation ticks skipped because the consumer was behind
+        self._last_tick: tuple[int, int | None] = (self.clock.wall_ms(), None)  # (wall, event mark) at the last tick
         self._last_save_ms = self.clock.wall_ms()
         self._restore(load_state(a.state_file, self.ruleset.rules_by_key, self.ruleset.subjects))
 
@@ -74,13 +82,40 @@ class AlertEngine:
                              firing=len(self.tracker.firing()), delivered=d.alerts_sent,
                              delivery_failures=d.failures, dropped=d.dropped, queued=len(self.delivery.queue))
 
+    def follow(self, behind: Callable[[], bool]) -> None:
+        """``behind()``: is the consumer behind the broker (disconnected, window full, messages unhandled)?"""
+        self._behind = behind
+
     def tick(self) -> None:
-        """Time rules at the current event time (nothing before the first reading)."""
+        """Time rules at the current event time (nothing before the first reading).
+
+        Not while the consumer is behind: readings newer than the event time are then still at the
+        broker or in the receive window, and in a backlog one device's next message may lie minutes of
+        device time after another's (two gateways' backlogs one after the other; a batch of ten 10-s
+        readings spans 100 s). Judged now, every device whose turn has not come looks silent. Behind is
+        what the consumer says (``follow``), or event time having run more than ``catch_up_speed`` times
+        faster than the wall clock since the last tick: a backlog being replayed. Holding only delays: a
+        device that is really silent is still silent once the consumer has caught up, and fires then."""
         if not self.clock.started:
+            return
+        catching_up = self._catching_up()  # every tick, so that the speed is always over one interval
+        if self._behind() or catching_up:
+            self.clock.hold()
+            if not self.held_ticks % 60:
+                log.info("time-based alert rules wait: the consumer is behind the broker")
+            self.held_ticks += 1
             return
         now = self.clock.now_ms()
         for rule in self.ruleset.time_rules:
             rule(now)
+
+    def _catching_up(self) -> bool:
+        wall, mark = self.clock.wall_ms(), self.clock.mark_ms
+        last_wall, last_mark = self._last_tick
+        self._last_tick = (wall, mark)
+        if mark is None or last_mark is None:
+            return last_mark is None and mark is not None  # the first readings since start: not judged yet
+        return mark - last_mark > self.settings.catch_up_speed * max(1, wall - last_wall)
 
     def _transition(self, alert: Alert) -> None:
         self.transitions += 1

@@ -11,6 +11,7 @@ from citytelemetry.observability.completeness import CompletenessTracker
 from citytelemetry.observability.stats import PipelineStats
 from citytelemetry.profiles import Catalog
 from citytelemetry.run.handler import MessageHandler
+from citytelemetry.run.lag import ConsumerLag
 from citytelemetry.run.lifecycle import Pipeline, PipelineParts
 from citytelemetry.run.notices import DeadLetterNotices
 from citytelemetry.run.refused import RefusedLines
@@ -68,6 +69,7 @@ def build_pipeline(settings: Settings, catalog: Catalog, *, writer: LineWriter |
     if evaluator is not None:
         stats.alerts = evaluator.counters
         handler.evaluator = evaluator
+        evaluator.follow(ConsumerLag(handler, settings.mqtt.receive_maximum))
     reporter = SelfMetricsReporter(stats, completeness, validator.sequences, sink, instance=instance,
                                    interval_s=p.selfmetrics_interval_s)
     reloader = Reloader(settings, ReloadParts(
