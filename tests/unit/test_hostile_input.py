@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from citytelemetry.contracts import InboundMessage
+from citytelemetry.deadletters import summarize
 from citytelemetry.profiles import Catalog
 from citytelemetry.records import Outcome, Reason, Rejection
 from citytelemetry.sink.deadletter import DeadLetterFormatter
@@ -157,6 +158,9 @@ def check_outcome(outcome: Outcome) -> None:
     for rejection in outcome.rejections:
         assert isinstance(rejection.reason, Reason)
         check_dead_letter(dead, rejection)
+    if outcome.rejections:  # what the handler writes: one dead letter for the whole message
+        point = parse_line(dead.line(summarize(outcome.rejections), NOW))
+        assert int(point.fields["count"].removesuffix("i")) == len(outcome.rejections)
 
 
 def as_stored(text: str) -> str:
@@ -165,17 +169,17 @@ def as_stored(text: str) -> str:
 
 
 def check_dead_letter(dead: DeadLetterFormatter, rejection: Rejection) -> None:
-    point = parse_line(dead.line(rejection, NOW))
+    point = parse_line(dead.line(summarize([rejection]), NOW))
     assert point.measurement == "ct_rejects"
     expected_tags = {"instance", "reason"} | (TAG_KEYS if rejection.device_id else set())
     assert set(point.tags) == expected_tags
     assert point.tags["reason"] == rejection.reason.value
-    assert set(point.fields) <= {"detail", "topic", "excerpt", "count", "seq", "field"}
+    assert set(point.fields) <= {"detail", "topic", "excerpt", "count", "reasons", "seq", "seq_text", "field"}
     assert unquote(point.fields["excerpt"]) == as_stored(rejection.excerpt)
     assert unquote(point.fields["topic"]) == as_stored(rejection.topic[:256])
     if rejection.measurement is not None:
         assert unquote(point.fields["field"]) == as_stored(rejection.measurement)
-    json.loads(dead.notice(rejection, NOW))
+    json.loads(dead.notice(summarize([rejection]), NOW))
 
 
 # --- strategies --------------------------------------------------------------------------------------

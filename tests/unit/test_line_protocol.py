@@ -71,3 +71,70 @@ def test_fast_path_floats_read_back_exactly(values: list[float]) -> None:
     parsed = dict(part.split(b"=") for part in field_text.split(b","))
     assert parsed.pop(b"seq") == b"7i"
     assert {k.decode(): float(v) for k, v in parsed.items()} == fields
+
+
+# --- ranges: a line we build is never refused for its own shape ---------------------------------------
+from citytelemetry.sink.line_protocol import (  # noqa: E402 - grouped with the tests that use them
+    INT64_MAX,
+    INT64_MIN,
+    MAX_STRING_BYTES,
+    TIME_NS_MAX,
+    TIME_NS_MIN,
+    LineRangeError,
+    bounded_string,
+)
+
+from .line_ranges import assert_in_range  # noqa: E402
+
+
+@pytest.mark.parametrize("value", [INT64_MAX + 1, INT64_MIN - 1, 10**400, float("inf"), float("-inf")])
+def test_values_without_a_line_protocol_form_raise_a_range_error(value: float) -> None:
+    with pytest.raises(LineRangeError):
+        format_field_value(value)
+
+
+def test_the_64_bit_bounds_themselves_are_written() -> None:
+    assert format_field_value(INT64_MAX) == "9223372036854775807i"
+    assert format_field_value(INT64_MIN) == "-9223372036854775808i"
+
+
+@pytest.mark.parametrize("timestamp_ns", [TIME_NS_MAX + 1, TIME_NS_MIN - 1])
+def test_a_time_influxdb_cannot_store_raises(timestamp_ns: int) -> None:
+    with pytest.raises(LineRangeError, match="outside"):
+        format_line("m", (), {"f": 1}, timestamp_ns)
+    assert format_line("m", (), {"f": 1}, TIME_NS_MAX).endswith(b" 9223372036854775806")
+
+
+def test_a_point_without_fields_raises() -> None:
+    with pytest.raises(LineRangeError, match="at least one field"):
+        format_line("m", (), {}, 1)
+
+
+def test_a_reading_with_an_integer_beyond_64_bits_raises_instead_of_writing_it() -> None:
+    reading = Reading(measurement="m", device_id="d", tags=(), fields={"n": 2**63}, timestamp_ms=1, seq=1)
+    with pytest.raises(LineRangeError):
+        reading_line(reading)
+
+
+@given(st.text(min_size=0, max_size=40_000))
+def test_strings_are_cut_to_the_limit_whole_characters_only(text: str) -> None:
+    cut = bounded_string(text, limit=4096)
+    assert text.startswith(cut)
+    assert len(format_field_value(cut).encode("utf-8", errors="replace")) <= 4096 + 2
+
+
+def test_a_long_string_field_is_cut_to_64_kib() -> None:
+    line = format_line("m", (), {"s": '"' * 200_000}, 1)
+    assert MAX_STRING_BYTES - 2 <= len(line) - len(b'm s="" 1') <= MAX_STRING_BYTES
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=10),
+                       st.integers() | st.floats() | st.booleans() | st.text(max_size=50), min_size=1, max_size=5),
+       st.integers())
+def test_format_line_either_raises_a_range_error_or_writes_a_line_in_range(
+        fields: dict[str, FieldValue], timestamp_ns: int) -> None:
+    try:
+        line = format_line("m", (("t", "v"),), fields, timestamp_ns)
+    except LineRangeError:
+        return
+    assert_in_range(line)

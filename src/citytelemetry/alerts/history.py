@@ -7,6 +7,8 @@ fingerprint. Grafana can use it as an annotation source; the history outlives Al
 
 from __future__ import annotations
 
+import math
+
 from citytelemetry.alerts.model import Alert, AlertState
 from citytelemetry.measurements import ALERTS
 from citytelemetry.records import FieldValue
@@ -18,8 +20,12 @@ def alert_line(alert: Alert) -> bytes:
     tags["state"] = alert.state.value
     if alert.subject.device_type:
         tags["device_type"] = alert.subject.device_type
-    fields: dict[str, FieldValue] = {"value": float(alert.value)}
-    if alert.threshold is not None:
+    fields: dict[str, FieldValue] = {}
+    # A rule's value or threshold can be infinite (a rate over no time, a YAML .inf); line protocol has no
+    # such float and would refuse the whole point: leave it out, the summary and fingerprint still say it.
+    if math.isfinite(alert.value):
+        fields["value"] = float(alert.value)
+    if alert.threshold is not None and math.isfinite(alert.threshold):
         fields["threshold"] = float(alert.threshold)
     fields["summary"] = alert.summary
     fields["fingerprint"] = alert.fingerprint

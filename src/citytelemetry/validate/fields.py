@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from citytelemetry.profiles.models import Measurement, ValueType
 from citytelemetry.records import FieldValue, Reason
+from citytelemetry.sink.line_protocol import INT64_MAX, INT64_MIN
 
 
 class FieldRejected(Exception):  # noqa: N818 - a signal, not an error of ours
@@ -95,6 +96,6 @@ def compile_check(key: str, measurement: Measurement) -> FieldCheck:
     span = measurement.range
     if span is None:  # the profile schema guarantees a range for numbers
         raise ValueError(f"{key}: numeric measurement without range")
-    if kind is ValueType.INT:
-        return IntCheck(key, span.min, span.max, measurement.unit)
+    if kind is ValueType.INT:  # stored as a 64-bit integer field: a wider profile range cannot widen that
+        return IntCheck(key, max(span.min, INT64_MIN), min(span.max, INT64_MAX), measurement.unit)
     return FloatCheck(key, span.min, span.max, measurement.unit)

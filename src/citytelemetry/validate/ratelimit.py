@@ -9,10 +9,16 @@ message) still passes while a runaway loop is cut. Buckets exist only for device
     limit = DeviceRateLimit.from_catalog(catalog)
     if not limit(device_id, now_s):
         reject(Reason.RATE_LIMITED)
+
+Refused messages cost tokens too (``charge``, by the handler): a device that floods junk runs out of
+budget for its readings as well, and a message refused before its readings were counted (``not_json``,
+``bad_schema``...) is not free. The debt is bounded (``-burst``), so a device earns its way back in at
+most ``2 * burst / rate`` seconds of device time once it behaves.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 
@@ -55,6 +61,8 @@ class DeviceRateLimit:
         bucket = self._buckets.get(device_id)
         if bucket is None:
             bucket = self._buckets[device_id] = [self.burst, now]
+        elif bucket[1] != bucket[1]:  # NaN: charged before its first reading, no device time yet
+            bucket[1] = now
         else:
             rate = self.rates.get(device_id, self.default_rate)
             bucket[0] = min(self.burst, bucket[0] + max(0.0, now - bucket[1]) * rate)
@@ -64,6 +72,13 @@ class DeviceRateLimit:
             return True
         self.refused += 1
         return False
+
+    def charge(self, device_id: str, cost: float = 1.0) -> None:
+        """Take ``cost`` tokens for refused work, down to ``-burst`` (no refill: that needs device time)."""
+        bucket = self._buckets.get(device_id)
+        if bucket is None:
+            bucket = self._buckets[device_id] = [self.burst, math.nan]
+        bucket[0] = max(-self.burst, bucket[0] - cost)
 
     def tokens(self, device_id: str) -> float:
         bucket = self._buckets.get(device_id)

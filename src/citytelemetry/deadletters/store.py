@@ -1,0 +1,231 @@
+"""The dead-letter store: refused messages kept whole on disk, beside the spool, for ``deadletters replay``.
+
+On disk, in one directory per running instance (``pipeline.deadletter_dir``): segments
+``dl-<number>.jsonl``, appended in order, one JSON object per line:
+
+    {"kind": "message", "received_ms": 1780000000123, "topic": "ct/v1/.../telemetry", "device": "tun-c001-gas1",
+     "reason": "unknown_measurement", "reasons": {"unknown_measurement": 2}, "detail": "...",
+     "payload": "<the payload, when it is UTF-8>"  |  "payload_b64": "<base64, when it is not>",
+     "truncated": false}
+    {"kind": "line", "received_ms": ..., "record": "deadletter", "line": "<a line InfluxDB refused>",
+     "server": "<its answer>"}
+
+An entry's id is ``<segment number>.<line number>`` (``3.17``), stable while its segment exists.
+Bounded by size (``max_bytes``: the oldest segments go first) and age (``max_age_s``: a segment whose last
+write is older goes), checked when a segment is rotated and at open. A disk, not InfluxDB: the store
+must not depend on the time-series store keeping strings (VictoriaMetrics keeps none), and a payload is
+up to 64 KiB. Appends are flushed to the OS at once and fsync'd on rotation, ``sync()`` and close: the
+durable fate of a message is its ``ct_rejects`` point, this is the copy to replay from. A failing disk is
+counted (``write_failures``) and logged, never raised into the handler.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from citytelemetry.deadletters.summary import DeadLetter
+from citytelemetry.observability.ratelog import RateLimitedLog
+
+log = logging.getLogger(__name__)
+_PREFIX, _SUFFIX = "dl-", ".jsonl"
+DEFAULT_MAX_BYTES = 256 * 1024**2
+DEFAULT_MAX_AGE_S = 7 * 86_400.0  # the validator's default max_age_s: older readings could not land again
+MAX_ENTRY_PAYLOAD = 1024**2  # a payload_too_large message can be what the broker allows; keep its head
+
+
+@dataclass(slots=True)
+class StoreStats:
+    entries_written: int = 0
+    write_failures: int = 0
+    segments_pruned: int = 0
+    bytes_on_disk: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class StoredEntry:
+    id: str
+    kind: str  # "message" or "line"
+    received_ms: int
+    topic: str = ""
+    device: str | None = None
+    reason: str = ""
+    reasons: dict[str, int] = field(default_factory=dict)
+    detail: str = ""
+    payload: bytes = b""
+    truncated: bool = False
+    record: str = ""  # kind "line": which record it was (reading, deadletter, selfmetrics, ...)
+    line: str = ""
+    server: str = ""
+
+
+def _segment_number(path: Path) -> int:
+    return int(path.name.removeprefix(_PREFIX).removesuffix(_SUFFIX))
+
+
+def _segments(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.iterdir() if p.name.startswith(_PREFIX) and p.name.endswith(_SUFFIX)
+             and p.name.removeprefix(_PREFIX).removesuffix(_SUFFIX).isdigit()]
+    return sorted(found, key=_segment_number)
+
+
+class DeadLetterStore:
+    def __init__(self, directory: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, max_age_s: float = DEFAULT_MAX_AGE_S,
+                 segment_bytes: int | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self.segment_bytes = segment_bytes or max(64 * 1024, min(8 * 1024**2, max_bytes // 8))
+        self.stats = StoreStats()
+        self._clock = clock
+        self._file: IO[bytes] | None = None
+        self._number = 0
+        self._size = 0
+        self._failures = RateLimitedLog(log)
+
+    def open(self) -> None:
+        """Create the directory, drop what is over the bounds, and append to a new segment."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        existing = _segments(self.directory)
+        self._number = _segment_number(existing[-1]) + 1 if existing else 1
+        self._prune()
+        self._start_segment()
+
+    def add_message(self, dead: DeadLetter, *, received_ms: int, payload: bytes) -> None:
+        kept = payload[:MAX_ENTRY_PAYLOAD]
+        entry: dict[str, Any] = {
+            "kind": "message", "received_ms": received_ms, "topic": dead.topic, "device": dead.device_id,
+            "reason": dead.reason.value, "reasons": {r.value: n for r, n in dead.counts}, "detail": dead.detail,
+            "truncated": len(kept) < len(payload)}
+        try:
+            entry["payload"] = kept.decode("utf-8")
+        except UnicodeDecodeError:
+            entry["payload_b64"] = base64.b64encode(kept).decode()
+        self._append(entry)
+
+    def add_line(self, line: bytes, *, record: str, server_message: str, received_ms: int) -> None:
+        self._append({"kind": "line", "received_ms": received_ms, "record": record,
+                      "line": line.decode("utf-8", errors="replace"), "server": server_message[:1024]})
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        data = orjson.dumps(entry) + b"\n"
+        try:
+            if self._file is None:
+                self._start_segment()
+            elif self._size + len(data) > self.segment_bytes and self._size:
+                self._rotate()
+            assert self._file is not None
+            self._file.write(data)
+            self._file.flush()
+        except OSError as exc:
+            self.stats.write_failures += 1
+            self._failures.warning("write", "dead-letter store %s: %s (the ct_rejects point is still written)",
+                                   self.directory, exc.strerror or exc)
+            self._close_file()
+            return
+        self._size += len(data)
+        self.stats.bytes_on_disk += len(data)
+        self.stats.entries_written += 1
+
+    def _start_segment(self) -> None:
+        path = self.directory / f"{_PREFIX}{self._number:06d}{_SUFFIX}"
+        self._file = path.open("ab")
+        self._size = self._file.tell()
+
+    def _rotate(self) -> None:
+        self._close_file()
+        self._number += 1
+        self._prune()
+        self._start_segment()
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            finally:
+                self._file.close()
+                self._file = None
+
+    def _prune(self) -> None:
+        """Oldest segments out while over ``max_bytes`` (counting the one about to start) or ``max_age_s``."""
+        segments = [(p, p.stat()) for p in _segments(self.directory)]
+        total = sum(st.st_size for _, st in segments)
+        oldest_kept = self._clock() - self.max_age_s
+        for path, st in segments:
+            if total + self.segment_bytes <= self.max_bytes and st.st_mtime >= oldest_kept:
+                break
+            path.unlink(missing_ok=True)
+            total -= st.st_size
+            self.stats.segments_pruned += 1
+        self.stats.bytes_on_disk = total
+
+    def sync(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            except OSError as exc:
+                self.stats.write_failures += 1
+                self._failures.warning("sync", "dead-letter store %s: %s", self.directory, exc.strerror or exc)
+
+    def close(self) -> None:
+        try:
+            self._close_file()
+        except OSError as exc:
+            self.stats.write_failures += 1
+            log.warning("dead-letter store %s: %s", self.directory, exc.strerror or exc)
+
+
+# -- reading -------------------------------------------------------------------------------------
+def _entry(entry_id: str, raw: dict[str, Any]) -> StoredEntry:
+    text = raw.get("payload_b64")
+    payload = base64.b64decode(text) if text is not None else str(raw.get("payload", "")).encode()
+    return StoredEntry(
+        id=entry_id, kind=str(raw.get("kind", "message")), received_ms=int(raw["received_ms"]),
+        topic=str(raw.get("topic", "")), device=raw.get("device"), reason=str(raw.get("reason", "")),
+        reasons={str(k): int(v) for k, v in dict(raw.get("reasons", {})).items()}, detail=str(raw.get("detail", "")),
+        payload=payload, truncated=bool(raw.get("truncated", False)), record=str(raw.get("record", "")),
+        line=str(raw.get("line", "")), server=str(raw.get("server", "")))
+
+
+def read_entries(directory: Path) -> Iterator[StoredEntry]:
+    """Every readable entry, oldest first; a torn or garbled line (a crash mid-append) is skipped and logged."""
+    for path in _segments(directory):
+        number = _segment_number(path)
+        with path.open("rb") as segment:
+            for index, raw_line in enumerate(segment, start=1):
+                try:
+                    yield _entry(f"{number}.{index}", orjson.loads(raw_line))
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    log.warning("%s line %d: not a dead-letter entry (torn write?); skipped", path, index)
+
+
+@dataclass(slots=True, frozen=True)
+class EntryFilter:
+    """``deadletters list|replay --reason R --device D --since T``: every given condition must hold."""
+
+    reason: str | None = None
+    device: str | None = None
+    since_ms: int | None = None
+    kind: str | None = None
+
+    def __call__(self, entry: StoredEntry) -> bool:
+        return ((self.reason is None or self.reason in entry.reasons or self.reason == entry.reason)
+                and (self.device is None or entry.device == self.device)
+                and (self.since_ms is None or entry.received_ms >= self.since_ms)
+                and (self.kind is None or entry.kind == self.kind))
+
+
+def select(entries: Iterable[StoredEntry], keep: EntryFilter) -> list[StoredEntry]:
+    return [entry for entry in entries if keep(entry)]
