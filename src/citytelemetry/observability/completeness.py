@@ -14,7 +14,7 @@ from collections import defaultdict
 from citytelemetry.measurements import COMPLETENESS
 from citytelemetry.profiles import Catalog
 from citytelemetry.records import FieldValue
-from citytelemetry.sink.line_protocol import format_line
+from citytelemetry.sink.line_protocol import format_line, saturated
 
 
 class _Device:
@@ -69,8 +69,9 @@ class CompletenessTracker:
                 continue
             state.changed = False
             expected = state.received + state.gaps
+            # seq 0 then 2^63 - 1 is a gap of 2^63 - 2: saturated, or the point would be refused
             fields: dict[str, FieldValue] = {
-                "received": state.received, "expected": expected, "gaps": state.gaps,
+                "received": state.received, "expected": saturated(expected), "gaps": saturated(state.gaps),
                 "duplicates": state.duplicates, "out_of_order": state.out_of_order,
                 "completeness": state.received / expected if expected else 1.0,
             }

@@ -39,6 +39,7 @@ class PipelineCollector(Collector):
         for reason, value in sorted(s.rejections.items()):
             rejected.add_metric([reason], value)
         yield rejected
+        yield from _deadletter_metrics(s)
         yield CounterMetricFamily("citytelemetry_points_written", "lines written to InfluxDB",
                                   value=w.lines_written)
         yield CounterMetricFamily("citytelemetry_write_batches", "batches written", value=w.batches_written)
@@ -81,6 +82,31 @@ class PipelineCollector(Collector):
                                     value=s.spool.oldest_age_s)
             yield CounterMetricFamily("citytelemetry_spool_write_failures", "failed spool writes (nothing acked)",
                                       value=s.spool.write_failures)
+
+
+_SUPPRESSED_DOC = ("refused messages over their device's dead-letter budget (counted, not written), by their "
+                   "most frequent reason")
+
+
+def _deadletter_metrics(s: PipelineStats) -> Iterator[Metric]:
+    for name, doc, label, counter in (
+        ("citytelemetry_deadletters_suppressed", _SUPPRESSED_DOC, "reason", s.deadletters_suppressed),
+        ("citytelemetry_records_refused", "lines InfluxDB refused although we built them, by record kind",
+         "kind", s.records_refused),
+    ):
+        family = CounterMetricFamily(name, doc, labels=[label])
+        for key, value in sorted(counter.items()):
+            family.add_metric([key], value)
+        yield family
+    if s.deadletter_store is not None:
+        store = s.deadletter_store
+        yield CounterMetricFamily("citytelemetry_deadletter_store_entries", "entries written to the dead-letter store",
+                                  value=store.entries_written)
+        yield CounterMetricFamily("citytelemetry_deadletter_store_write_failures",
+                                  "failed dead-letter store writes (the ct_rejects point is still written)",
+                                  value=store.write_failures)
+        yield GaugeMetricFamily("citytelemetry_deadletter_store_bytes", "bytes of dead-letter store segments",
+                                value=store.bytes_on_disk)
 
 
 def _alert_metrics(a: AlertCounters) -> Iterator[Metric]:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from citytelemetry.contracts import AlertCounters
+from citytelemetry.deadletters.store import StoreStats
 from citytelemetry.observability.gcpauses import GcPauses
 from citytelemetry.sink.spool.wal import SpoolStats
 from citytelemetry.sink.stats import WriteStats
@@ -21,6 +22,9 @@ class PipelineStats:
     rejections: Counter[str] = field(default_factory=Counter)  # by reason
     rejections_by_system: Counter[str] = field(default_factory=Counter)  # "unknown" if not in inventory
     deadletters_published: int = 0
+    deadletters_suppressed: Counter[str] = field(default_factory=Counter)  # refused messages over the budget
+    records_refused: Counter[str] = field(default_factory=Counter)  # lines InfluxDB refused, by record kind
+    deadletter_store: StoreStats | None = None
     deadletter_publish_failures: int = 0
     mqtt_connected: bool = False
     mqtt_connects: int = 0

@@ -52,6 +52,11 @@ def bounded_string(text: str, limit: int = MAX_STRING_BYTES) -> str:
     return encoded[: limit // 2].decode("utf-8", errors="ignore")  # never inside a character
 
 
+def saturated(count: int) -> int:
+    """A counter as a 64-bit integer field: past 2^63 - 1 it stays there (a device can claim a gap that big)."""
+    return min(count, INT64_MAX)
+
+
 def escape_measurement(name: str) -> str:
     return name.translate(_MEASUREMENT_ESCAPES)
 

@@ -1,0 +1,57 @@
+"""Where a refused message goes: at most one ``ct_rejects`` line, one notice and one stored copy.
+
+The handler counts every refusal (by reason, on /metrics) and then hands the message's refusals here,
+once. This is the amplification bound: what a device makes us write grows with its refused messages
+(one record each, however many keys they refuse), and those are capped per device by the budget;
+what is over it is suppressed, counted (``suppressed`` by reason) and told in the device's next record.
+
+A refused message also costs its device one token of its reading rate budget (``charge``): junk that is
+refused before its readings are counted (``not_json``, ``bad_schema``) is not free. A message refused
+only for ``rate_limited`` is not charged again.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from citytelemetry.contracts import InboundMessage
+from citytelemetry.deadletters.budget import DeadLetterBudget
+from citytelemetry.deadletters.store import DeadLetterStore
+from citytelemetry.deadletters.summary import summarize
+from citytelemetry.records import Reason, Rejection
+from citytelemetry.sink.deadletter import DeadLetterFormatter
+
+PublishNotice = Callable[[str, bytes], None]  # (reason code, notice) to the live MQTT feed
+Charge = Callable[[str, float], None]  # DeviceRateLimit.charge
+
+
+class DeadLetterOutlet:
+    __slots__ = ("_budget", "_charge", "_formatter", "_publish", "_store", "suppressed")
+
+    def __init__(self, formatter: DeadLetterFormatter, budget: DeadLetterBudget, *,
+                 store: DeadLetterStore | None = None, publish_notice: PublishNotice | None = None,
+                 charge: Charge | None = None, suppressed: Counter[str] | None = None) -> None:
+        self._formatter = formatter
+        self._budget = budget
+        self._store = store
+        self._publish = publish_notice
+        self._charge = charge
+        # refused messages without a record, by reason (PipelineStats.deadletters_suppressed)
+        self.suppressed: Counter[str] = Counter() if suppressed is None else suppressed
+
+    def __call__(self, message: InboundMessage, rejections: Sequence[Rejection]) -> bytes | None:
+        """The message's ``ct_rejects`` line, or None when its device is over its dead-letter budget."""
+        dead = summarize(rejections)
+        if self._charge is not None and dead.device_id is not None and dead.counts != ((Reason.RATE_LIMITED,
+                                                                                        dead.total),):
+            self._charge(dead.device_id, 1.0)
+        if not self._budget.admit(dead.device_id):
+            self.suppressed[dead.reason.value] += 1
+            return None
+        suppressed = self._budget.take_suppressed(dead.device_id)
+        if self._store is not None:
+            self._store.add_message(dead, received_ms=message.received_ms, payload=message.payload)
+        if self._publish is not None:
+            self._publish(dead.reason.value, self._formatter.notice(dead, message.received_ms, suppressed=suppressed))
+        return self._formatter.line(dead, message.received_ms, suppressed=suppressed)
