@@ -149,8 +149,9 @@ class PipelineSettings(Section):
     max_buffered_lines: int = Field(default=200_000, ge=1)
     max_payload_bytes: int = Field(default=65_536, ge=256, le=10_000_000)
     max_readings_per_message: int = Field(default=500, ge=1)
-    max_future_s: float = Field(default=300.0, ge=0)
-    max_age_s: float = Field(default=7 * 86_400.0, gt=0)
+    # Bounded so that every accepted ts is a time InfluxDB can store (1677 ... 2262 in nanoseconds).
+    max_future_s: float = Field(default=300.0, ge=0, le=10 * 365 * 86_400.0)
+    max_age_s: float = Field(default=7 * 86_400.0, gt=0, le=50 * 365 * 86_400.0)
     selfmetrics_interval_s: float = Field(default=10.0, gt=0)
     shutdown_timeout_s: float = Field(default=20.0, gt=0)
     # Write-ahead spool: messages are acknowledged once fsync'd here. One directory per running instance.
@@ -158,6 +159,15 @@ class PipelineSettings(Section):
     spool_dir: Path | None = Path(".run/spool")
     spool_max_bytes: int = Field(default=2 * 1024**3, ge=1024 * 1024)
     spool_memory_lines: int = Field(default=100_000, ge=1)
+    # Dead letters: one ct_rejects point per refused message; per device at most deadletter_burst at once,
+    # then deadletter_rate_per_s; the rest are suppressed (counted on /metrics and in the next point).
+    deadletter_rate_per_s: float = Field(default=1.0, gt=0, le=10_000)
+    deadletter_burst: int = Field(default=10, ge=1, le=100_000)
+    # Refused messages kept whole for `citytelemetry deadletters replay`; one directory per instance,
+    # like the spool. None: no store (ct_rejects keeps a 256-character excerpt only).
+    deadletter_dir: Path | None = Path(".run/deadletters")
+    deadletter_max_bytes: int = Field(default=256 * 1024**2, ge=1024 * 1024)
+    deadletter_max_age_s: float = Field(default=7 * 86_400.0, gt=0)
 
 
 class HttpSettings(Section):
