@@ -79,7 +79,8 @@ def test_list_show_and_a_dry_run_replay(tmp_path: Path) -> None:
     code, text = _run(["deadletters", "replay", "--device", DEVICE, "--dry-run"], settings)
     assert code == 1
     lines = text.splitlines()
-    assert lines[0].startswith("tunnel_multigas,") and lines[0].endswith(" o2=20.9,seq=1i " + str(now * 1_000_000))
+    assert lines[0].startswith("tunnel_multigas,")
+    assert lines[0].endswith(" o2=20.9,seq=1i " + str(now * 1_000_000))
     assert lines[1] == "# replayed 2 messages: 1 pass now, 1 still refused; would write 1 points"
     assert lines[2].startswith("# still refused 1.2 out_of_range=1: o2: 99.0 %vol outside [0")
     code, _ = _run(["deadletters", "show", "9.9"], settings)
