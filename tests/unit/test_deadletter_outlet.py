@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from citytelemetry.deadletters import DeadLetterBudget
+from citytelemetry.deadletters import DeadLetterBudget, summarize
 from citytelemetry.deadletters.outlet import DeadLetterOutlet
 from citytelemetry.deadletters.refused import RefusedLines, record_kind
 from citytelemetry.deadletters.store import DeadLetterStore, read_entries
@@ -42,7 +42,7 @@ def test_a_flood_of_refused_messages_writes_the_burst_then_counts_the_rest(tmp_p
     lines = []
     for seq in range(1, 21):
         inbound = message(_junk(seq))
-        line = outlet(inbound, validator(inbound).rejections)
+        line = outlet(inbound, summarize(validator(inbound).rejections))
         if line is not None:
             lines.append(line)
     assert len(lines) == 5
@@ -51,7 +51,7 @@ def test_a_flood_of_refused_messages_writes_the_burst_then_counts_the_rest(tmp_p
     assert limit.tokens(DEVICE) == 200 - 20  # one token per refused message, not per refused key
     now[0] += 1.0
     inbound = message(_junk(21))
-    line = outlet(inbound, validator(inbound).rejections)
+    line = outlet(inbound, summarize(validator(inbound).rejections))
     assert line is not None
     point = assert_in_range(line)
     assert point.fields["suppressed"] == "15i"
@@ -68,10 +68,10 @@ def test_rate_limited_only_messages_are_not_charged_again() -> None:
     from citytelemetry.records import Rejection
 
     limited = Rejection(reason=Reason.RATE_LIMITED, detail="", topic="t", excerpt="", device_id=DEVICE)
-    assert outlet(message(b"{}"), [limited, limited]) is not None
+    assert outlet(message(b"{}"), summarize([limited, limited])) is not None
     assert charged == []
     wrong = Rejection(reason=Reason.WRONG_TYPE, detail="", topic="t", excerpt="", device_id=DEVICE)
-    outlet(message(b"{}"), [limited, wrong])
+    outlet(message(b"{}"), summarize([limited, wrong]))
     assert charged == [DEVICE]
 
 

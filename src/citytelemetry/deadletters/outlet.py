@@ -1,7 +1,7 @@
 """Where a refused message goes: at most one ``ct_rejects`` line, one notice and one stored copy.
 
-The handler counts every refusal (by reason, on /metrics) and then hands the message's refusals here,
-once. This is the amplification bound: what a device makes us write grows with its refused messages
+The handler counts every refusal (by reason, on /metrics), sums them up (``summarize``) and hands the
+summary here, once per message. This is the amplification bound: what a device makes us write grows with its refused messages
 (one record each, however many keys they refuse), and those are capped per device by the budget;
 what is over it is suppressed, counted (``suppressed`` by reason) and told in the device's next record.
 
@@ -13,13 +13,13 @@ only for ``rate_limited`` is not charged again.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from citytelemetry.contracts import InboundMessage
 from citytelemetry.deadletters.budget import DeadLetterBudget
 from citytelemetry.deadletters.store import DeadLetterStore
-from citytelemetry.deadletters.summary import summarize
-from citytelemetry.records import Reason, Rejection
+from citytelemetry.deadletters.summary import DeadLetter
+from citytelemetry.records import Reason
 from citytelemetry.sink.deadletter import DeadLetterFormatter
 
 PublishNotice = Callable[[str, bytes], None]  # (reason code, notice) to the live MQTT feed
@@ -40,9 +40,12 @@ class DeadLetterOutlet:
         # refused messages without a record, by reason (PipelineStats.deadletters_suppressed)
         self.suppressed: Counter[str] = Counter() if suppressed is None else suppressed
 
-    def __call__(self, message: InboundMessage, rejections: Sequence[Rejection]) -> bytes | None:
+    @property
+    def formatter(self) -> DeadLetterFormatter:
+        return self._formatter
+
+    def __call__(self, message: InboundMessage, dead: DeadLetter) -> bytes | None:
         """The message's ``ct_rejects`` line, or None when its device is over its dead-letter budget."""
-        dead = summarize(rejections)
         if self._charge is not None and dead.device_id is not None and dead.counts != ((Reason.RATE_LIMITED,
                                                                                         dead.total),):
             self._charge(dead.device_id, 1.0)
