@@ -1,8 +1,8 @@
 """Where a refused message goes: at most one ``ct_rejects`` line, one notice and one stored copy.
 
 The handler counts every refusal (by reason, on /metrics), sums them up (``summarize``) and hands the
-summary here, once per message. This is the amplification bound: what a device makes us write grows with its refused messages
-(one record each, however many keys they refuse), and those are capped per device by the budget;
+summary here, once per message. This is the amplification bound: what a device makes us write grows
+with its refused messages (one record each, however many keys they refuse), capped per device by the budget;
 what is over it is suppressed, counted (``suppressed`` by reason) and told in the device's next record.
 
 A refused message also costs its device one token of its reading rate budget (``charge``): junk that is
