@@ -24,9 +24,11 @@ def shipped_catalog() -> Catalog:
 
 
 def pipeline_settings(mqtt_url: str, topic_prefix: str, influx: InfluxSettings, **pipeline: object) -> Settings:
-    """Settings for one test's pipeline; its spool lives in a fresh temporary directory unless given."""
+    """Settings for one test's pipeline; its spool and dead-letter store live in fresh temporary directories
+    unless given."""
     client_id = f"ct-test-{uuid.uuid4().hex[:8]}"
     pipeline.setdefault("spool_dir", Path(tempfile.gettempdir()) / "citytelemetry-test-spools" / client_id)
+    pipeline.setdefault("deadletter_dir", Path(tempfile.gettempdir()) / "citytelemetry-test-deadletters" / client_id)
     return Settings(
         mqtt=MqttSettings(url=mqtt_url, topic_prefix=topic_prefix, client_id=client_id),
         influx=influx,

@@ -9,7 +9,6 @@ import orjson
 
 from citytelemetry.deadletters import DeadLetterBudget, summarize
 from citytelemetry.deadletters.outlet import DeadLetterOutlet
-from citytelemetry.deadletters.refused import RefusedLines, record_kind
 from citytelemetry.deadletters.store import DeadLetterStore, read_entries
 from citytelemetry.records import Reason
 from citytelemetry.sink.deadletter import DeadLetterFormatter
@@ -73,23 +72,3 @@ def test_rate_limited_only_messages_are_not_charged_again() -> None:
     wrong = Rejection(reason=Reason.WRONG_TYPE, detail="", topic="t", excerpt="", device_id=DEVICE)
     outlet(message(b"{}"), summarize([limited, wrong]))
     assert charged == [DEVICE]
-
-
-def test_refused_lines_are_counted_by_kind_and_kept(tmp_path: Path) -> None:
-    assert [record_kind(line) for line in (
-        b"ct_rejects,reason=x count=1i 1", b"ct_pipeline,instance=a x=1i 1", b"ct_pipeline_rejects count=1i 1",
-        b"ct_completeness,device=d received=1i 1", b'ct_alerts,alertname=a summary="s" 1',
-        b"tunnel_multigas,device=d o2=1.0 1", b"ct_device_status,device=d online=true 1",
-        b"ct_rejectsx f=1i 1")] == ["deadletter", "selfmetrics", "selfmetrics", "completeness", "alerts",
-                                    "reading", "reading", "reading"]
-    store = DeadLetterStore(tmp_path)
-    store.open()
-    refused = RefusedLines(store)
-    assert refused(b"ct_rejects,reason=x seq=1i 1", "conflict", NOW) is None
-    rejection = refused(b"tunnel_multigas,device=d o2=1i 1", "field type conflict", NOW)
-    assert rejection is not None
-    assert (rejection.reason, rejection.detail) == (Reason.WRITE_REJECTED, "field type conflict")
-    store.close()
-    assert dict(refused.by_kind) == {"deadletter": 1, "reading": 1}
-    assert [(e.kind, e.record, e.line) for e in read_entries(tmp_path)] == [
-        ("line", "deadletter", "ct_rejects,reason=x seq=1i 1"), ("line", "reading", "tunnel_multigas,device=d o2=1i 1")]

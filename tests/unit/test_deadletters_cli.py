@@ -10,9 +10,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from citytelemetry.cli import check as check_cli
+from citytelemetry.cli import deadletters as deadletters_cli
+from citytelemetry.cli.deadletters import since_ms
 from citytelemetry.config import PipelineSettings, Settings
 from citytelemetry.deadletters import summarize
-from citytelemetry.deadletters.cli import add_commands, handle, since_ms
 from citytelemetry.deadletters.store import DeadLetterStore
 from citytelemetry.records import Reason, Rejection
 
@@ -28,10 +30,15 @@ def _settings(tmp_path: Path) -> Settings:
 
 
 def _run(argv: list[str], settings: Settings) -> tuple[int, str]:
+    """What ``citytelemetry <argv>`` does with ``settings`` (cli/main.py loads them from the config file)."""
     parser = argparse.ArgumentParser()
-    add_commands(parser.add_subparsers(dest="command", required=True))
+    commands = parser.add_subparsers(dest="command", required=True)
+    check_cli.add_commands(commands)
+    deadletters_cli.add_commands(commands)
+    args = parser.parse_args(argv)
     out = io.StringIO()
-    return handle(parser.parse_args(argv), settings, out=out), out.getvalue()
+    module = check_cli if args.command == "check" else deadletters_cli
+    return module.handle(args, settings, out=out), out.getvalue()
 
 
 def test_check_prints_the_lines_and_every_refusal_with_its_reason(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from types import ModuleType
 from citytelemetry import __version__
 from citytelemetry.alerts.rulefiles import AlertRuleError
 from citytelemetry.config import ConfigError, load_settings
+from citytelemetry.deadletters.store import DeadLetterStoreError
 from citytelemetry.profiles import ProfileError
 from citytelemetry.sink.spool import SpoolError
 
@@ -22,6 +23,7 @@ from citytelemetry.sink.spool import SpoolError
 COMMANDS = {
     "run": "run", "reload": "reload", "demo": "demo", "profiles": "profiles", "services": "services",
     "config": "config", "dashboards": "dashboards", "alerts": "alerts", "security": "security",
+    "check": "check", "deadletters": "deadletters",
 }
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program killed by it
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                             format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
         try:
             code: int = _module(args.command).handle(args, load_settings(args.config))
-        except (ConfigError, ProfileError, SpoolError, AlertRuleError) as exc:
+        except (ConfigError, ProfileError, SpoolError, AlertRuleError, DeadLetterStoreError) as exc:
             print(f"citytelemetry: {exc}", file=sys.stderr)
             return 2
         sys.stdout.flush()  # inside the guard: a pipe closed early fails here, not at interpreter exit

@@ -44,6 +44,10 @@ class DeadLetterOutlet:
     def formatter(self) -> DeadLetterFormatter:
         return self._formatter
 
+    def use_formatter(self, formatter: DeadLetterFormatter) -> None:
+        """A reload: the new catalog's inventory tags from the next dead letter on; budgets are kept."""
+        self._formatter = formatter
+
     def __call__(self, message: InboundMessage, dead: DeadLetter) -> bytes | None:
         """The message's ``ct_rejects`` line, or None when its device is over its dead-letter budget."""
         if self._charge is not None and dead.device_id is not None and dead.counts != ((Reason.RATE_LIMITED,

@@ -14,8 +14,9 @@ An entry's id is ``<segment number>.<line number>`` (``3.17``), stable while its
 Bounded by size (``max_bytes``: the oldest segments go first) and age (``max_age_s``: a segment whose last
 write is older goes), checked when a segment is rotated and at open. A disk, not InfluxDB: the store
 must not depend on the time-series store keeping strings (VictoriaMetrics keeps none), and a payload is
-up to 64 KiB. Appends are flushed to the OS at once and fsync'd on rotation, ``sync()`` and close: the
-durable fate of a message is its ``ct_rejects`` point, this is the copy to replay from. A failing disk is
+up to 64 KiB. Appends are flushed to the OS at once and fsync'd within a second (``SYNC_INTERVAL_S``),
+on rotation and at close: the durable fate of a message is its ``ct_rejects`` point, this is the copy
+to replay from. A failing disk is
 counted (``write_failures``) and logged, never raised into the handler.
 """
 
@@ -40,6 +41,11 @@ _PREFIX, _SUFFIX = "dl-", ".jsonl"
 DEFAULT_MAX_BYTES = 256 * 1024**2
 DEFAULT_MAX_AGE_S = 7 * 86_400.0  # the validator's default max_age_s: older readings could not land again
 MAX_ENTRY_PAYLOAD = 1024**2  # a payload_too_large message can be what the broker allows; keep its head
+SYNC_INTERVAL_S = 1.0  # an append is fsync'd at most this long after it (a flood costs one fsync a second)
+
+
+class DeadLetterStoreError(Exception):
+    """The store's directory cannot be used (at start: the pipeline does not run without it)."""
 
 
 @dataclass(slots=True)
@@ -89,17 +95,22 @@ class DeadLetterStore:
         self.stats = StoreStats()
         self._clock = clock
         self._file: IO[bytes] | None = None
+        self._synced_at = 0.0
         self._number = 0
         self._size = 0
         self._failures = RateLimitedLog(log)
 
     def open(self) -> None:
         """Create the directory, drop what is over the bounds, and append to a new segment."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        existing = _segments(self.directory)
-        self._number = _segment_number(existing[-1]) + 1 if existing else 1
-        self._prune()
-        self._start_segment()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            existing = _segments(self.directory)
+            self._number = _segment_number(existing[-1]) + 1 if existing else 1
+            self._prune()
+            self._start_segment()
+        except OSError as exc:
+            raise DeadLetterStoreError(f"dead-letter store {self.directory} (pipeline.deadletter_dir): "
+                                       f"{exc.strerror or exc}") from exc
 
     def add_message(self, dead: DeadLetter, *, received_ms: int, payload: bytes) -> None:
         kept = payload[:MAX_ENTRY_PAYLOAD]
@@ -119,6 +130,10 @@ class DeadLetterStore:
 
     def _append(self, entry: dict[str, Any]) -> None:
         data = orjson.dumps(entry) + b"\n"
+        if not self._number:  # never opened (a pipeline that handles messages without running)
+            self.stats.write_failures += 1
+            self._failures.warning("closed", "dead-letter store %s is not open: entry not kept", self.directory)
+            return
         try:
             if self._file is None:
                 self._start_segment()
@@ -127,6 +142,10 @@ class DeadLetterStore:
             assert self._file is not None
             self._file.write(data)
             self._file.flush()
+            now = time.monotonic()
+            if now - self._synced_at >= SYNC_INTERVAL_S:
+                os.fsync(self._file.fileno())
+                self._synced_at = now
         except OSError as exc:
             self.stats.write_failures += 1
             self._failures.warning("write", "dead-letter store %s: %s (the ct_rejects point is still written)",

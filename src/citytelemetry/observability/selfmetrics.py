@@ -27,6 +27,8 @@ def selfmetrics_lines(stats: PipelineStats, instance: str, timestamp_ns: int) ->
         "in_flight_messages": stats.in_flight_messages,
         "mqtt_connected": stats.mqtt_connected,
         "deadletters_published": stats.deadletters_published,
+        "deadletters_suppressed": sum(stats.deadletters_suppressed.values()),
+        "records_refused": sum(stats.records_refused.values()),
     }
     if stats.spool is not None:
         fields.update(spool_depth=stats.spool.depth_records, spool_bytes=stats.spool.bytes_on_disk,

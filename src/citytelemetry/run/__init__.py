@@ -4,7 +4,7 @@
     lifecycle  Pipeline: start, pump, reconnect with backoff, stop with a final flush
     handler    one message -> lines for the sink + its acknowledgement callback (compiled hot path)
     notices    the live dead-letter feed on <prefix>/deadletter/<reason>
-    refused    lines InfluxDB refused -> write_rejected dead letters
+    refused    lines InfluxDB refused: counted by kind, kept on disk, write_rejected dead letters
     reporting  self-metrics and completeness points
     reload     profiles, inventory and alert rules anew without a restart (SIGHUP, POST /-/reload)
 """

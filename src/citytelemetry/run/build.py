@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING
 
 from citytelemetry.config import Settings
 from citytelemetry.contracts import AlertEvaluator, EmitLines, LineWriter, Sink
+from citytelemetry.deadletters import DeadLetterBudget
+from citytelemetry.deadletters.outlet import DeadLetterOutlet
+from citytelemetry.deadletters.store import DeadLetterStore
 from citytelemetry.observability.completeness import CompletenessTracker
 from citytelemetry.observability.stats import PipelineStats
 from citytelemetry.profiles import Catalog
@@ -51,9 +54,17 @@ def build_pipeline(settings: Settings, catalog: Catalog, *, writer: LineWriter |
     notices = DeadLetterNotices(stats, settings.mqtt.topic_prefix)
     # The handler needs the evaluator, the evaluator the sink, the sink the refused-line handler, and that
     # one the handler: the refused-line handler is bound to the sink last.
-    handler = MessageHandler(catalog, validator, stats, completeness, DeadLetterFormatter(catalog, instance),
-                             publish_notice=notices.queue if settings.mqtt.publish_deadletters else None)
-    refused = RefusedLines(handler)
+    store = None
+    if p.deadletter_dir is not None:
+        store = DeadLetterStore(p.deadletter_dir, max_bytes=p.deadletter_max_bytes, max_age_s=p.deadletter_max_age_s)
+        stats.deadletter_store = store.stats
+    outlet = DeadLetterOutlet(
+        DeadLetterFormatter(catalog, instance), DeadLetterBudget(rate_per_s=p.deadletter_rate_per_s,
+                                                                 burst=p.deadletter_burst),
+        store=store, charge=rate_limit.charge, suppressed=stats.deadletters_suppressed,
+        publish_notice=notices.queue if settings.mqtt.publish_deadletters else None)
+    handler = MessageHandler(catalog, validator, stats, completeness, outlet)
+    refused = RefusedLines(handler, stats, store)
     buffer = BufferedSink(writer, on_refused=refused, batch_size=p.batch_size, flush_interval_s=p.flush_interval_s,
                           max_buffered_lines=p.max_buffered_lines, write_concurrency=p.write_concurrency,
                           stats=stats.write)
@@ -77,6 +88,7 @@ def build_pipeline(settings: Settings, catalog: Catalog, *, writer: LineWriter |
         make_validator=make_validator, evaluator=_reloadable(evaluator)), stats, reread_settings=reread_settings)
     return Pipeline(settings, PipelineParts(
         catalog=catalog, stats=stats, handler=handler, sink=sink, writer=writer, spool=spool,
+        deadletter_store=store,
         completeness=completeness, notices=notices, reporter=reporter, evaluator=evaluator, reloader=reloader))
 
 

@@ -2,36 +2,36 @@
 
 The synchronous, per-message half of ``Pipeline.handle``: validation (guarded: a bug of ours becomes a
 ``processing_error`` dead letter, never a poison pill), line protocol, alert rules, rejection counting
-and logging, and the acknowledgement callback. ``Pipeline`` awaits the sink with the result. Kept free
+and logging, one dead letter per refused message (``deadletters.outlet``: budgeted per device), and the
+acknowledgement callback. ``Pipeline`` awaits the sink with the result. Kept free
 of coroutines so that scripts/compile_hotpath.py can compile it with mypyc.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from citytelemetry.contracts import AlertEvaluator, InboundMessage, OnDurable, Validator
+from citytelemetry.deadletters.outlet import DeadLetterOutlet
+from citytelemetry.deadletters.summary import DeadLetter, summarize
 from citytelemetry.ingest.broker import BrokerSource
 from citytelemetry.measurements import DEVICE_STATUS
 from citytelemetry.observability.completeness import CompletenessTracker
 from citytelemetry.observability.ratelog import RateLimitedLog
 from citytelemetry.observability.stats import PipelineStats
 from citytelemetry.profiles import Catalog
-from citytelemetry.records import Outcome, Reason, Rejection
+from citytelemetry.records import Outcome, Reading, Reason, Rejection
 from citytelemetry.sink.deadletter import DeadLetterFormatter
-from citytelemetry.sink.line_protocol import reading_line
+from citytelemetry.sink.line_protocol import LineRangeError, reading_line
 from citytelemetry.validate.decode import excerpt
 
 log = logging.getLogger("citytelemetry.pipeline")  # the operator's view: one logger for the pipeline
 
-PublishNotice = Callable[[str, bytes], None]  # (reason code, dead-letter notice) to the live MQTT feed
-
 
 class MessageHandler:
     def __init__(self, catalog: Catalog, validator: Validator, stats: PipelineStats,
-                 completeness: CompletenessTracker, dead: DeadLetterFormatter, *,
-                 evaluator: AlertEvaluator | None = None, publish_notice: PublishNotice | None = None) -> None:
+                 completeness: CompletenessTracker, outlet: DeadLetterOutlet, *,
+                 evaluator: AlertEvaluator | None = None) -> None:
         # Any callable, not only MessageValidator: the poison-pill guard is tested with a failing one.
         self.validator = validator
         self.stats = stats
@@ -39,8 +39,7 @@ class MessageHandler:
         self.evaluator = evaluator
         self.source: BrokerSource | None = None  # the connected source (None between connections): the
         # in-flight gauge here and the pipeline's dead-letter notices read it
-        self._dead = dead
-        self._publish_notice = publish_notice
+        self._outlet = outlet
         self._reject_log = RateLimitedLog(log)
         self._system_of = {device.id: device.system.value for device in catalog.devices.values()}
 
@@ -48,21 +47,19 @@ class MessageHandler:
         stats = self.stats
         stats.messages_received += 1
         outcome = self._validate(message)
-        lines = []
-        sequenced: list[tuple[str, int]] = []
-        for reading in outcome.readings:
-            lines.append(reading_line(reading))
-            if reading.measurement != DEVICE_STATUS:
-                sequenced.append((reading.device_id, reading.seq))
+        lines, sequenced = self._reading_lines(outcome, message)
         # One message is one device (its topic), so one system: a plain count, not a Counter per message.
         system = self._system_of[sequenced[0][0]] if sequenced else ""
         if sequenced:
             stats.readings_accepted[system] += len(sequenced)
         if self.evaluator is not None and outcome.readings:
             self.evaluator.observe(outcome.readings)
-        for rejection in outcome.rejections:
-            lines.append(self._dead.line(rejection, message.received_ms))
-            self.count_rejection(rejection, message.received_ms)
+        if outcome.rejections:  # one dead letter for the message, however many refusals it holds
+            dead = summarize(outcome.rejections)
+            self.count_refusals(dead)
+            dead_line = self._outlet(message, dead)
+            if dead_line is not None:
+                lines.append(dead_line)
         delivery = message.delivery
         completeness = self.completeness
 
@@ -88,23 +85,50 @@ class MessageHandler:
                 reason=Reason.PROCESSING_ERROR, detail=f"{type(exc).__name__}: {exc}"[:512], topic=message.topic,
                 excerpt=excerpt(message.payload))])
 
-    def count_rejection(self, rejection: Rejection, received_ms: int) -> None:
-        """Count, log (rate-limited) and announce one rejection; its ct_rejects line is the caller's."""
-        self.stats.rejections[rejection.reason.value] += 1
-        if rejection.reason is Reason.DUPLICATE_SEQUENCE and rejection.device_id is not None:
-            self.completeness.duplicate(rejection.device_id)
-        system = self._system_of.get(rejection.device_id or "", "unknown")
-        self.stats.rejections_by_system[system] += 1
+    @staticmethod
+    def _reading_lines(outcome: Outcome, message: InboundMessage) -> tuple[list[bytes], list[tuple[str, int]]]:
+        lines = []
+        sequenced: list[tuple[str, int]] = []
+        for reading in outcome.readings:  # a reading refused here leaves a new list behind: this one goes on
+            try:
+                lines.append(reading_line(reading))
+            except LineRangeError as exc:  # the validator should have refused it: refuse it here, not InfluxDB
+                _refuse_unwritable(outcome, reading, exc, message)
+                continue
+            if reading.measurement != DEVICE_STATUS:
+                sequenced.append((reading.device_id, reading.seq))
+        return lines, sequenced
+
+    def count_refusals(self, dead: DeadLetter) -> None:
+        """Count every refusal of one message by reason and system, and log the message (rate-limited)."""
+        rejections = self.stats.rejections
+        for reason, count in dead.counts:
+            rejections[reason.value] += count
+            if reason is Reason.DUPLICATE_SEQUENCE and dead.device_id is not None:
+                for _ in range(count):
+                    self.completeness.duplicate(dead.device_id)
+        self.stats.rejections_by_system[self._system_of.get(dead.device_id or "", "unknown")] += dead.total
         # %r: a topic or detail from a device must not be able to forge log lines
-        self._reject_log.warning(rejection.reason.value, "rejected %s from %r: %r", rejection.reason.value,
-                                 rejection.topic[:128], rejection.detail)
-        if self._publish_notice is not None:
-            self._publish_notice(rejection.reason.value, self._dead.notice(rejection, received_ms))
+        self._reject_log.warning(dead.reason.value, "rejected %s from %r: %r", dead.reasons_text,
+                                 dead.topic[:128], dead.detail)
 
     def dead_letter(self, rejection: Rejection, received_ms: int) -> bytes:
-        return self._dead.line(rejection, received_ms)
+        """The ``ct_rejects`` line of a refusal that is not a device's (``write_rejected``), counted; no budget."""
+        dead = summarize([rejection])
+        self.count_refusals(dead)
+        return self._outlet.formatter.line(dead, received_ms)
 
     def use_catalog(self, catalog: Catalog, validator: Validator, dead: DeadLetterFormatter) -> None:
         """Reload (run/reload.py): the next message meets the new catalog; called between two messages."""
-        self.validator, self._dead = validator, dead
+        self.validator = validator
+        self._outlet.use_formatter(dead)
         self._system_of = {device.id: device.system.value for device in catalog.devices.values()}
+
+
+def _refuse_unwritable(outcome: Outcome, reading: Reading, exc: LineRangeError, message: InboundMessage) -> None:
+    """Take ``reading`` out of ``outcome`` and refuse it as a processing error (a validator gap, logged)."""
+    log.error("a reading of %s has no line-protocol form (%s): refused", reading.device_id, exc)
+    outcome.readings = [r for r in outcome.readings if r is not reading]
+    outcome.rejections.append(Rejection(
+        reason=Reason.PROCESSING_ERROR, detail=f"unwritable reading: {exc}"[:512], topic=message.topic,
+        excerpt=excerpt(message.payload), device_id=reading.device_id, seq=reading.seq if reading.seq >= 0 else None))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from citytelemetry.config import Settings
 from citytelemetry.contracts import AlertEvaluator, InboundMessage, LineWriter, Sink
+from citytelemetry.deadletters.store import DeadLetterStore
 from citytelemetry.ingest.broker import BrokerError, BrokerSource
 from citytelemetry.ingest.factory import open_source
 from citytelemetry.observability.completeness import CompletenessTracker
@@ -42,6 +43,7 @@ class PipelineParts:
     sink: Sink
     writer: LineWriter
     spool: Spool | None
+    deadletter_store: DeadLetterStore | None
     completeness: CompletenessTracker
     notices: DeadLetterNotices
     reporter: SelfMetricsReporter
@@ -57,6 +59,7 @@ class Pipeline:
         self.handler = parts.handler
         self.sink = parts.sink
         self.spool = parts.spool
+        self.deadletter_store = parts.deadletter_store
         self.completeness = parts.completeness
         self.evaluator = parts.evaluator
         self._writer = parts.writer
@@ -91,6 +94,8 @@ class Pipeline:
     async def run(self) -> None:
         if self.spool is not None:
             self.spool.open()  # raises SpoolError, naming the directory, before anything is consumed
+        if self.deadletter_store is not None:
+            self.deadletter_store.open()  # an OSError here names the directory too: fail at start, not later
         runner = None
         if self.settings.http.port:
             runner = await start_http(self.stats, self.settings.http.host, self.settings.http.port,
@@ -113,6 +118,8 @@ class Pipeline:
             self._reporter.final()
             await self._final_flush(flush)
             await self._writer.aclose()
+            if self.deadletter_store is not None:
+                self.deadletter_store.close()
             if runner is not None:
                 await runner.cleanup()
             log.info("stopped: %d messages received, %d settled, %d points written",

@@ -18,10 +18,9 @@ import itertools
 
 import orjson
 
-from citytelemetry.deadletters.summary import MAX_FIELDS_CHARS, DeadLetter, summarize
+from citytelemetry.deadletters.summary import MAX_FIELDS_CHARS, DeadLetter
 from citytelemetry.measurements import REJECTS
 from citytelemetry.profiles import Catalog
-from citytelemetry.records import Rejection
 from citytelemetry.sink.line_protocol import INT64_MAX, INT64_MIN, NS_PER_MS, format_line
 
 
@@ -43,9 +42,7 @@ class DeadLetterFormatter:
         self._instance = instance
         self._counter = itertools.count()
 
-    def line(self, dead: DeadLetter | Rejection, received_ms: int, *, suppressed: int = 0) -> bytes:
-        if isinstance(dead, Rejection):  # TEMPORARY until the handler is rewired after the Layout move
-            dead = summarize([dead])
+    def line(self, dead: DeadLetter, received_ms: int, *, suppressed: int = 0) -> bytes:
         tags: tuple[tuple[str, str], ...] = (("instance", self._instance), ("reason", dead.reason.value))
         device = self._catalog.devices.get(dead.device_id) if dead.device_id else None
         if device is not None:
@@ -60,9 +57,7 @@ class DeadLetterFormatter:
         timestamp_ns = received_ms * NS_PER_MS + next(self._counter) % NS_PER_MS
         return format_line(REJECTS, tags, fields, timestamp_ns)
 
-    def notice(self, dead: DeadLetter | Rejection, received_ms: int, *, suppressed: int = 0) -> bytes:
-        if isinstance(dead, Rejection):  # TEMPORARY until the handler is rewired after the Layout move
-            dead = summarize([dead])
+    def notice(self, dead: DeadLetter, received_ms: int, *, suppressed: int = 0) -> bytes:
         seq = dead.seq if dead.seq is None or INT64_MIN <= dead.seq <= INT64_MAX else str(dead.seq)[:40]
         return orjson.dumps({
             "reason": dead.reason.value, "count": dead.total,

@@ -1,14 +1,12 @@
-"""``citytelemetry deadletters list | show | replay`` and ``citytelemetry check``.
+"""``citytelemetry deadletters list | show | replay``: the dead-letter store (deadletters/store.py).
 
     deadletters list [--reason R] [--device D] [--since T] [--kind message|line] [--json]
     deadletters show ID                       one entry whole: topic, reasons, detail, payload
     deadletters replay [--reason R] [--device D] [--since T] [--dry-run]
                                               re-validate against the current profiles, land what passes
-    check --topic T --payload FILE|-          one message against the profiles: the lines it would write
-                                              and every refusal with its reason; no broker, no database
 
 ``--since`` takes epoch milliseconds, an ISO 8601 time, or an age: ``90s``, ``30m``, ``6h``, ``2d``.
-Exit codes: 0 all passed, 1 something is (still) refused or a write failed, 2 usage or configuration.
+Exit codes: 0 all passed, 1 something is still refused or a write failed, 2 usage or configuration.
 """
 
 from __future__ import annotations
@@ -26,10 +24,9 @@ from citytelemetry.config import Settings
 from citytelemetry.deadletters.replay import ReplayReport, land, revalidate
 from citytelemetry.deadletters.store import EntryFilter, StoredEntry, read_entries, select
 from citytelemetry.profiles import load_catalog
-from citytelemetry.records import Rejection
 from citytelemetry.sink.errors import WriteError
 from citytelemetry.sink.factory import make_writer
-from citytelemetry.validate.offline import check, offline_message, offline_validator
+from citytelemetry.validate.offline import offline_validator
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 _AGES = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
@@ -69,9 +66,6 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     replay = actions.add_parser("replay", help="re-validate against the current profiles; land what now passes")
     _filters(replay)
     replay.add_argument("--dry-run", action="store_true", help="print the lines instead of writing them")
-    dry = commands.add_parser("check", help="validate one message against the profiles, without broker or database")
-    dry.add_argument("--topic", required=True, help="the MQTT topic it would arrive on")
-    dry.add_argument("--payload", required=True, help="a file with the payload, or - for standard input")
 
 
 def _error(text: str) -> None:
@@ -84,8 +78,6 @@ def _store_dir(settings: Settings) -> Path | None:
 
 def handle(args: argparse.Namespace, settings: Settings, *, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    if args.command == "check":
-        return _check(args, settings, out)
     directory = _store_dir(settings)
     if directory is None:
         _error("pipeline.deadletter_dir is not set: no dead letters are kept")
@@ -171,21 +163,3 @@ async def _land(report: ReplayReport, settings: Settings) -> None:
         await land(report.lines, writer)
     finally:
         await writer.aclose()
-
-
-def _refusal(rejection: Rejection) -> str:
-    where = "".join((f" field {rejection.measurement!r}" if rejection.measurement else "",
-                     f" seq {rejection.seq}" if rejection.seq is not None else ""))
-    return f"# refused {rejection.reason.value}{where}: {rejection.detail}"
-
-
-def _check(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
-    payload = sys.stdin.buffer.read() if args.payload == "-" else Path(args.payload).read_bytes()
-    catalog = load_catalog(settings.pipeline.profiles_dir, settings.pipeline.inventory_dir)
-    checked = check(offline_validator(settings, catalog), offline_message(args.topic, payload))
-    out.writelines(line.decode() + "\n" for line in checked.lines)  # line protocol; refusals are # comments
-    for rejection in checked.rejections:
-        print(_refusal(rejection), file=out)
-    if checked.rejections:
-        print(f"# {len(checked.rejections)} refused: the pipeline would also write one ct_rejects point", file=out)
-    return EXIT_REFUSED if checked.rejections else EXIT_OK
