@@ -3,7 +3,7 @@ line InfluxDB refuses anyway is counted by kind and kept on disk.
 
 Measured with the defaults (pipeline.deadletter_burst 10, deadletter_rate_per_s 1): 20 messages of ~60 KB
 with 5,000 unknown keys each make at most 10 + 1 per second ct_rejects points (before: 100,000), and
-another device's readings stay as fast as without them (before: up to 9.6 s late).
+another device's readings stay about as fast as without them (before: up to 9.6 s late); figures printed.
 """
 
 from __future__ import annotations
@@ -131,18 +131,23 @@ async def test_a_flood_of_refused_keys_is_bounded_per_device_and_another_device_
             client.disconnect()
 
     stats = pipeline.stats
-    assert stats.rejections["unknown_measurement"] == 20 * UNKNOWN_KEYS  # every refusal counted
-    suppressed = stats.deadletters_suppressed["unknown_measurement"]
+    # The first message's 5,000 refusals empty the attacker's rate budget: the next ones are refused at the
+    # rate check (rate_limited), before their 5,000 keys are looked at. Every refusal is counted.
+    heavy, limited = stats.rejections["unknown_measurement"] // UNKNOWN_KEYS, stats.rejections["rate_limited"]
+    assert stats.rejections["unknown_measurement"] % UNKNOWN_KEYS == 0
+    assert (heavy + limited, heavy <= 2) == (20, True)
+    suppressed = sum(stats.deadletters_suppressed.values())
     [series] = influx_query(influxdb, influx_db_name, f'SELECT count("count"), sum("count"), sum(suppressed) '
                             f"FROM ct_rejects WHERE device = '{attacker.id}'")
     points, refusals, told = series["values"][0][1:]
     assert points + suppressed == 20  # one record per refused message, or counted as suppressed
     assert points <= 10 + math.ceil(elapsed_s)  # the bound: burst + rate x time
-    assert refusals == points * UNKNOWN_KEYS
+    assert refusals <= heavy * UNKNOWN_KEYS + limited
     assert (told or 0) <= suppressed
     stored = [e for e in read_entries(settings.pipeline.deadletter_dir) if e.device == attacker.id]  # type: ignore[arg-type]
     assert len(stored) == points
     assert all(len(e.payload) > 55_000 for e in stored)  # kept whole
+    assert sum(stats.deadletters_suppressed.values()) == suppressed
     assert stats.records_refused == {}
     base = [clock.landed_at[s] - published_at[s] for s in range(1, 41)]
     beside = [clock.landed_at[s] - published_at[s] for s in range(41, 101)]

@@ -47,7 +47,7 @@ def test_a_flood_of_refused_messages_writes_the_burst_then_counts_the_rest(tmp_p
     assert len(lines) == 5
     assert len(notices) == 5
     assert dict(outlet.suppressed) == {"unknown_measurement": 15}
-    assert limit.tokens(DEVICE) == 200 - 20  # one token per refused message, not per refused key
+    assert limit.tokens(DEVICE) == -200  # one token per refusal, down to a debt of the burst
     now[0] += 1.0
     inbound = message(_junk(21))
     line = outlet(inbound, summarize(validator(inbound).rejections))
@@ -60,15 +60,15 @@ def test_a_flood_of_refused_messages_writes_the_burst_then_counts_the_rest(tmp_p
     assert [json.loads(e.payload)["seq"] for e in read_entries(tmp_path)] == [1, 2, 3, 4, 5, 21]
 
 
-def test_rate_limited_only_messages_are_not_charged_again() -> None:
-    charged: list[str] = []
+def test_rate_limited_refusals_are_not_charged_again() -> None:
+    charged: list[tuple[str, float]] = []
     outlet = DeadLetterOutlet(DeadLetterFormatter(CATALOG, "i1"), DeadLetterBudget(),
-                              charge=lambda device, _cost: charged.append(device))
+                              charge=lambda device, cost: charged.append((device, cost)))
     from citytelemetry.records import Rejection
 
     limited = Rejection(reason=Reason.RATE_LIMITED, detail="", topic="t", excerpt="", device_id=DEVICE)
     assert outlet(message(b"{}"), summarize([limited, limited])) is not None
     assert charged == []
     wrong = Rejection(reason=Reason.WRONG_TYPE, detail="", topic="t", excerpt="", device_id=DEVICE)
-    outlet(message(b"{}"), summarize([limited, wrong]))
-    assert charged == [DEVICE]
+    outlet(message(b"{}"), summarize([limited, wrong, wrong]))
+    assert charged == [(DEVICE, 2.0)]

@@ -10,9 +10,9 @@ message) still passes while a runaway loop is cut. Buckets exist only for device
     if not limit(device_id, now_s):
         reject(Reason.RATE_LIMITED)
 
-Refused messages cost tokens too (``charge``, by the handler): a device that floods junk runs out of
-budget for its readings as well, and a message refused before its readings were counted (``not_json``,
-``bad_schema``...) is not free. The debt is bounded (``-burst``), so a device earns its way back in at
+Refusals cost tokens too (``charge``, by the handler, one per refusal): a device that floods junk runs
+out of budget for its readings as well, and a message refused before its readings were counted
+(``not_json``, ``bad_schema``...) is not free. The debt is bounded (``-burst``), so a device earns its way back in at
 most ``2 * burst / rate`` seconds of device time once it behaves.
 """
 

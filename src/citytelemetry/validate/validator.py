@@ -78,6 +78,10 @@ class MessageValidator:
         }
         self.sequences = SequenceTracker()
         self._topics: dict[str, tuple[RegisteredDevice, str]] = {}
+        # The excerpt of the message being refused, made once: 5,000 refused keys made it 5,000 times
+        # (measured: 430 of 470 ms per such message, and the event loop stood still meanwhile).
+        self._excerpt_of: InboundMessage | None = None
+        self._excerpt = ""
 
     def __call__(self, message: InboundMessage) -> Outcome:
         outcome = Outcome()
@@ -219,5 +223,7 @@ class MessageValidator:
 
     def _reject(self, message: InboundMessage, reason: Reason, detail: str, device_id: str | None,
                 *, seq: int | None = None, measurement: str | None = None) -> Rejection:
-        return Rejection(reason=reason, detail=detail, topic=message.topic, excerpt=excerpt(message.payload),
+        if self._excerpt_of is not message:
+            self._excerpt_of, self._excerpt = message, excerpt(message.payload)
+        return Rejection(reason=reason, detail=detail, topic=message.topic, excerpt=self._excerpt,
                          device_id=device_id, measurement=measurement, seq=seq)
