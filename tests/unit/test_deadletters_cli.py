@@ -100,3 +100,11 @@ def test_since_takes_epoch_ms_iso_and_ages() -> None:
     assert since_ms("30m", now_ms=10_000_000) == 10_000_000 - 1_800_000
     with pytest.raises(argparse.ArgumentTypeError):
         since_ms("yesterday")
+
+
+def test_an_empty_deadletter_dir_means_no_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from citytelemetry.config import load_settings
+
+    monkeypatch.setenv("CITYTELEMETRY_PIPELINE__DEADLETTER_DIR", "")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().pipeline.deadletter_dir is None
