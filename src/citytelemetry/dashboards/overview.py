@@ -25,7 +25,7 @@ from citytelemetry.profiles.models import System
 
 
 def rejects_by_system() -> Any:
-    query = ('SELECT count("count") AS "rejected" FROM "ct_rejects" WHERE $timeFilter AND "site" =~ /^$site$/ '
+    query = ('SELECT sum("count") AS "rejected" FROM "ct_rejects" WHERE $timeFilter AND "site" =~ /^$site$/ '
              'GROUP BY "system"')
     return bargauge("Rejected readings by system", "Rejections stored in ct_rejects in the range, by the system "
                     "of the device (empty: rejected before the device was known, e.g. unknown_device).",
