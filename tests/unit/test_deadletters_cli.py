@@ -108,3 +108,26 @@ def test_an_empty_deadletter_dir_means_no_store(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("CITYTELEMETRY_PIPELINE__DEADLETTER_DIR", "")
     monkeypatch.chdir(tmp_path)
     assert load_settings().pipeline.deadletter_dir is None
+
+
+def test_check_names_a_payload_file_it_cannot_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, text = _run(["check", "--topic", TOPIC, "--payload", str(tmp_path / "missing.json")], _settings(tmp_path))
+    assert (code, text) == (2, "")
+    assert "missing.json: No such file or directory" in capsys.readouterr().err
+
+
+def test_metrics_show_suppressed_refused_and_the_store() -> None:
+    from collections import Counter
+
+    from prometheus_client import generate_latest
+
+    from citytelemetry.deadletters.store import StoreStats
+    from citytelemetry.observability.prometheus import registry_for
+    from citytelemetry.observability.stats import PipelineStats
+
+    stats = PipelineStats(deadletters_suppressed=Counter({"unknown_measurement": 15}),
+                          records_refused=Counter({"deadletter": 1}), deadletter_store=StoreStats(entries_written=3))
+    text = generate_latest(registry_for(stats)).decode()
+    assert 'citytelemetry_deadletters_suppressed_total{reason="unknown_measurement"} 15.0' in text
+    assert 'citytelemetry_records_refused_total{kind="deadletter"} 1.0' in text
+    assert "citytelemetry_deadletter_store_entries_total 3.0" in text

@@ -18,7 +18,7 @@ from citytelemetry.profiles import load_catalog
 from citytelemetry.records import Rejection
 from citytelemetry.validate.offline import check, offline_message, offline_validator
 
-EXIT_OK, EXIT_REFUSED = 0, 1
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,7 +29,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def handle(args: argparse.Namespace, settings: Settings, *, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    payload = sys.stdin.buffer.read() if args.payload == "-" else Path(args.payload).read_bytes()
+    try:
+        payload = sys.stdin.buffer.read() if args.payload == "-" else Path(args.payload).read_bytes()
+    except OSError as exc:
+        sys.stderr.write(f"citytelemetry: --payload {args.payload}: {exc.strerror or exc}\n")
+        return EXIT_USAGE
     catalog = load_catalog(settings.pipeline.profiles_dir, settings.pipeline.inventory_dir)
     checked = check(offline_validator(settings, catalog), offline_message(args.topic, payload))
     out.writelines(line.decode() + "\n" for line in checked.lines)
