@@ -20,7 +20,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from citytelemetry.config import InfluxSettings, Settings
-from citytelemetry.deadletters.store import read_entries
+from citytelemetry.deadletters.entries import read_entries
 from citytelemetry.profiles import Catalog, RegisteredDevice, load_catalog
 from tests.conftest import MqttBroker, influx_query
 

@@ -23,7 +23,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from citytelemetry.config import InfluxSettings, Settings
-from citytelemetry.deadletters.store import read_entries
+from citytelemetry.deadletters.entries import read_entries
 from citytelemetry.profiles import Catalog, RegisteredDevice
 from tests.conftest import MqttBroker, influx_query
 
@@ -155,7 +155,7 @@ async def test_a_flood_of_refused_keys_is_bounded_per_device_and_another_device_
           f"ct_rejects points {points}, suppressed {suppressed} over {elapsed_s:.1f} s; victim latency "
           f"alone p50 {statistics.median(base):.2f} max {max(base):.2f} s, beside the flood "
           f"p50 {statistics.median(beside):.2f} max {max(beside):.2f} s")
-    assert max(beside) < 2.0  # before: up to 9.6 s; flush interval 0.2 s, and a 2-core box shared
+    assert max(beside) < 3.0  # before: up to 9.6 s; measured 0.5-1.2 s on a shared 2-core box (flush 0.2 s)
     assert statistics.median(beside) < statistics.median(base) + 0.5
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import orjson
 
 from citytelemetry.deadletters import DeadLetterBudget, summarize
+from citytelemetry.deadletters.entries import read_entries
 from citytelemetry.deadletters.outlet import DeadLetterOutlet
-from citytelemetry.deadletters.store import DeadLetterStore, read_entries
+from citytelemetry.deadletters.store import DeadLetterStore
 from citytelemetry.records import Reason
 from citytelemetry.sink.deadletter import DeadLetterFormatter
 from citytelemetry.validate import Limits, MessageValidator

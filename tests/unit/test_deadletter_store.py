@@ -11,8 +11,9 @@ from pathlib import Path
 import orjson
 
 from citytelemetry.deadletters import summarize
+from citytelemetry.deadletters.entries import EntryFilter, read_entries, select
 from citytelemetry.deadletters.replay import land, revalidate
-from citytelemetry.deadletters.store import DeadLetterStore, EntryFilter, read_entries, select
+from citytelemetry.deadletters.store import DeadLetterStore
 from citytelemetry.profiles import Catalog
 from citytelemetry.profiles.models import DeviceProfile
 from citytelemetry.records import Reason, Rejection

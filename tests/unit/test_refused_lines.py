@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from citytelemetry.config import PipelineSettings, Settings
-from citytelemetry.deadletters.store import read_entries
+from citytelemetry.deadletters.entries import read_entries
 from citytelemetry.run import build_pipeline
 from citytelemetry.run.refused import RefusedLines, record_kind
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TextIO
 
 from citytelemetry.config import Settings
+from citytelemetry.deadletters.entries import EntryFilter, StoredEntry, read_entries, select
 from citytelemetry.deadletters.replay import ReplayReport, land, revalidate
-from citytelemetry.deadletters.store import EntryFilter, StoredEntry, read_entries, select
 from citytelemetry.profiles import load_catalog
 from citytelemetry.sink.errors import WriteError
 from citytelemetry.sink.factory import make_writer

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from citytelemetry.contracts import LineWriter
-from citytelemetry.deadletters.store import StoredEntry
+from citytelemetry.deadletters.entries import StoredEntry
 from citytelemetry.deadletters.summary import DeadLetter, summarize
 from citytelemetry.validate.offline import check, offline_message
 from citytelemetry.validate.validator import MessageValidator

@@ -10,7 +10,8 @@ On disk, in one directory per running instance (``pipeline.deadletter_dir``): se
     {"kind": "line", "received_ms": ..., "record": "deadletter", "line": "<a line InfluxDB refused>",
      "server": "<its answer>"}
 
-An entry's id is ``<segment number>.<line number>`` (``3.17``), stable while its segment exists.
+An entry's id is ``<segment number>.<line number>`` (``3.17``), stable while its segment exists;
+deadletters/entries.py reads them back.
 Bounded by size (``max_bytes``: the oldest segments go first) and age (``max_age_s``: a segment whose last
 write is older goes), checked when a segment is rotated and at open. A disk, not InfluxDB: the store
 must not depend on the time-series store keeping strings (VictoriaMetrics keeps none), and a payload is
@@ -26,8 +27,8 @@ import base64
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -56,33 +57,17 @@ class StoreStats:
     bytes_on_disk: int = 0
 
 
-@dataclass(slots=True, frozen=True)
-class StoredEntry:
-    id: str
-    kind: str  # "message" or "line"
-    received_ms: int
-    topic: str = ""
-    device: str | None = None
-    reason: str = ""
-    reasons: dict[str, int] = field(default_factory=dict)
-    detail: str = ""
-    payload: bytes = b""
-    truncated: bool = False
-    record: str = ""  # kind "line": which record it was (reading, deadletter, selfmetrics, ...)
-    line: str = ""
-    server: str = ""
-
-
-def _segment_number(path: Path) -> int:
+def segment_number(path: Path) -> int:
     return int(path.name.removeprefix(_PREFIX).removesuffix(_SUFFIX))
 
 
-def _segments(directory: Path) -> list[Path]:
+def segments(directory: Path) -> list[Path]:
+    """The store's segments in ``directory``, oldest first."""
     if not directory.is_dir():
         return []
     found = [p for p in directory.iterdir() if p.name.startswith(_PREFIX) and p.name.endswith(_SUFFIX)
              and p.name.removeprefix(_PREFIX).removesuffix(_SUFFIX).isdigit()]
-    return sorted(found, key=_segment_number)
+    return sorted(found, key=segment_number)
 
 
 class DeadLetterStore:
@@ -104,8 +89,8 @@ class DeadLetterStore:
         """Create the directory, drop what is over the bounds, and append to a new segment."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            existing = _segments(self.directory)
-            self._number = _segment_number(existing[-1]) + 1 if existing else 1
+            existing = segments(self.directory)
+            self._number = segment_number(existing[-1]) + 1 if existing else 1
             self._prune()
             self._start_segment()
         except OSError as exc:
@@ -178,10 +163,10 @@ class DeadLetterStore:
 
     def _prune(self) -> None:
         """Oldest segments out while over ``max_bytes`` (counting the one about to start) or ``max_age_s``."""
-        segments = [(p, p.stat()) for p in _segments(self.directory)]
-        total = sum(st.st_size for _, st in segments)
+        found = [(p, p.stat()) for p in segments(self.directory)]
+        total = sum(st.st_size for _, st in found)
         oldest_kept = self._clock() - self.max_age_s
-        for path, st in segments:
+        for path, st in found:
             if total + self.segment_bytes <= self.max_bytes and st.st_mtime >= oldest_kept:
                 break
             path.unlink(missing_ok=True)
@@ -204,47 +189,3 @@ class DeadLetterStore:
         except OSError as exc:
             self.stats.write_failures += 1
             log.warning("dead-letter store %s: %s", self.directory, exc.strerror or exc)
-
-
-# -- reading -------------------------------------------------------------------------------------
-def _entry(entry_id: str, raw: dict[str, Any]) -> StoredEntry:
-    text = raw.get("payload_b64")
-    payload = base64.b64decode(text) if text is not None else str(raw.get("payload", "")).encode()
-    return StoredEntry(
-        id=entry_id, kind=str(raw.get("kind", "message")), received_ms=int(raw["received_ms"]),
-        topic=str(raw.get("topic", "")), device=raw.get("device"), reason=str(raw.get("reason", "")),
-        reasons={str(k): int(v) for k, v in dict(raw.get("reasons", {})).items()}, detail=str(raw.get("detail", "")),
-        payload=payload, truncated=bool(raw.get("truncated", False)), record=str(raw.get("record", "")),
-        line=str(raw.get("line", "")), server=str(raw.get("server", "")))
-
-
-def read_entries(directory: Path) -> Iterator[StoredEntry]:
-    """Every readable entry, oldest first; a torn or garbled line (a crash mid-append) is skipped and logged."""
-    for path in _segments(directory):
-        number = _segment_number(path)
-        with path.open("rb") as segment:
-            for index, raw_line in enumerate(segment, start=1):
-                try:
-                    yield _entry(f"{number}.{index}", orjson.loads(raw_line))
-                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                    log.warning("%s line %d: not a dead-letter entry (torn write?); skipped", path, index)
-
-
-@dataclass(slots=True, frozen=True)
-class EntryFilter:
-    """``deadletters list|replay --reason R --device D --since T``: every given condition must hold."""
-
-    reason: str | None = None
-    device: str | None = None
-    since_ms: int | None = None
-    kind: str | None = None
-
-    def __call__(self, entry: StoredEntry) -> bool:
-        return ((self.reason is None or self.reason in entry.reasons or self.reason == entry.reason)
-                and (self.device is None or entry.device == self.device)
-                and (self.since_ms is None or entry.received_ms >= self.since_ms)
-                and (self.kind is None or entry.kind == self.kind))
-
-
-def select(entries: Iterable[StoredEntry], keep: EntryFilter) -> list[StoredEntry]:
-    return [entry for entry in entries if keep(entry)]
