@@ -5,7 +5,7 @@
 
 ``summary`` sums up every refusal of one message into one record; ``budget`` bounds how many of them a
 device can make the pipeline write per second; ``store`` keeps refused messages whole on disk (beside
-the spool) so that ``replay`` can re-validate them once a profile is fixed.
+the spool; ``entries`` reads them back) so that ``replay`` can re-validate them once a profile is fixed.
 """
 
 from citytelemetry.deadletters.budget import DeadLetterBudget
