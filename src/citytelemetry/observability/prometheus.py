@@ -81,6 +81,9 @@ class PipelineCollector(Collector):
                                     value=s.spool.oldest_age_s)
             yield CounterMetricFamily("citytelemetry_spool_write_failures", "failed spool writes (nothing acked)",
                                       value=s.spool.write_failures)
+            yield CounterMetricFamily("citytelemetry_spool_records_lost",
+                                      "acknowledged records found missing from the spool at start (logged with "
+                                      "devices and seq ranges)", value=s.spool.records_lost)
 
 
 def _alert_metrics(a: AlertCounters) -> Iterator[Metric]:

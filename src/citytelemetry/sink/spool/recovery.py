@@ -75,7 +75,7 @@ def recover(directory: Path, ops: FileOps, marks: Marks) -> Recovered:
     gaps = list(_gaps(ids, marks.drained))
     tail = (last_on_disk + 1, marks.committed) if marks.committed > last_on_disk else None
     result.gaps = tuple(gaps)
-    new = [g for g in [*gaps, *([tail] if tail else [])] if not any(_within(g, k) for k in marks.gaps)]
+    new = _minus([*gaps, *([tail] if tail else [])], marks.gaps)
     if new:
         result.loss = SpoolLoss(records=sum(b - a + 1 for a, b in new), ids=tuple(new),
                                 seqs=tuple(_bounding_seqs(directory, ops, new)))
@@ -86,8 +86,20 @@ def recover(directory: Path, ops: FileOps, marks: Marks) -> Recovered:
     return result
 
 
-def _within(inner: IdRange, outer: IdRange) -> bool:
-    return outer[0] <= inner[0] and inner[1] <= outer[1]
+def _minus(ranges: list[IdRange], known: tuple[IdRange, ...]) -> list[IdRange]:
+    """The ids of ``ranges`` not in ``known`` (reported at an earlier start), as ranges."""
+    for low, high in known:
+        kept: list[IdRange] = []
+        for first, last in ranges:
+            if last < low or first > high:
+                kept.append((first, last))
+                continue
+            if first < low:
+                kept.append((first, low - 1))
+            if last > high:
+                kept.append((high + 1, last))
+        ranges = kept
+    return ranges
 
 
 def _gaps(ids: list[int], drained: int) -> Iterator[IdRange]:
