@@ -14,8 +14,9 @@ import pytest
 
 from citytelemetry.sink.backoff import Backoff
 from citytelemetry.sink.buffer import BufferedSink
-from citytelemetry.sink.spool import FileOps, OsFileOps, SeqRange, Spool, SpooledSink, SpoolError
+from citytelemetry.sink.spool import FileOps, OsFileOps, SeqRange, Spool, SpooledSink, SpoolError, SpoolWriteError
 from citytelemetry.sink.spool import records as spool_records
+from citytelemetry.sink.spool.writer import SegmentWriter
 from citytelemetry.testing import CapturingWriter, Fault, MemoryFileOps, wait_until
 
 DIR = Path("/spool")
@@ -198,10 +199,25 @@ async def test_a_full_disk_is_named_as_such_not_as_a_short_write() -> None:
     await wait_until(lambda: sink.spool.stats.write_failures >= 2)
     assert acked == []
     assert sink.spool.stats.last_error.startswith("spool disk full: cannot append ")
-    assert fs.files[spool_records.segment_path(DIR, 1)].data == b""  # the short write was cut back
     fs.capacity = None
     await wait_until(lambda: acked == [True])
     await stop(sink, task)
+
+
+def test_a_write_that_does_not_fit_is_cut_back_and_called_disk_full() -> None:
+    fs = MemoryFileOps(capacity=100)
+    fs.make_dir(DIR)
+    writer = SegmentWriter(DIR, fs, segment_bytes=4096)
+    data = spool_records.encode(1, lines_of(20), 0)
+    with pytest.raises(SpoolWriteError) as caught:
+        writer.append(1, data)
+    assert caught.value.full
+    assert str(caught.value) == f"spool disk full: cannot append {len(data)} bytes to /spool (No space left on device)"
+    assert fs.calls["write"] == 2  # a short write of 100 bytes, continued: then ENOSPC
+    assert fs.files[spool_records.segment_path(DIR, 1)].data == b""  # cut back: no partial group stays
+    fs.capacity = None
+    writer.append(1, data)
+    assert bytes(fs.files[spool_records.segment_path(DIR, 1)].data) == data
 
 
 async def test_a_disk_smaller_than_one_segment_does_not_stall_once_everything_is_drained() -> None:
@@ -282,7 +298,8 @@ def test_acknowledged_records_cut_off_the_newest_segment_are_reported_lost(caplo
     assert spool.stats.records_lost == 2
     assert "2 acknowledged records lost from the spool (ids 3-4)" in caplog.text
     assert "a seq 3-, b seq 8-" in caplog.text
-    assert spool.next_id == 3  # the lost ids are used again
+    assert spool.next_id == 5  # lost ids are not used again: the ledger keeps them as known
+    assert spool.stats.depth_records == 2
     spool.release()
     again = make_spool(DIR, ops=fs)
     assert again.loss is None  # reported once

@@ -51,6 +51,7 @@ class SpoolLoss:
 class Recovered:
     next_id: int
     bytes_on_disk: int
+    last_on_disk: int = 0  # the newest record on disk (or the drained id if none is undrained)
     gaps: tuple[IdRange, ...] = ()  # every missing id range below next_id: the reader skips them
     loss: SpoolLoss | None = None  # what of ``gaps`` (and a lost tail) is newly found this start
     torn_bytes: dict[str, int] = field(default_factory=dict)  # segment name -> bytes cut
@@ -71,11 +72,15 @@ def recover(directory: Path, ops: FileOps, marks: Marks) -> Recovered:
             result.torn_bytes[path.name] = len(data) - good_end
         result.bytes_on_disk += good_end
     last_on_disk = ids[-1] if ids else marks.drained
-    result.next_id = max(last_on_disk, marks.drained) + 1
+    result.last_on_disk = last_on_disk
+    # Lost ids are never used again: the ledger keeps them as known gaps until drained past, so a
+    # second start neither reports them twice nor takes a new record for an old lost one.
+    result.next_id = max(last_on_disk, marks.committed) + 1
     gaps = list(_gaps(ids, marks.drained))
-    tail = (last_on_disk + 1, marks.committed) if marks.committed > last_on_disk else None
+    if marks.committed > last_on_disk:
+        gaps.append((last_on_disk + 1, marks.committed))  # the newest acknowledged records are gone
     result.gaps = tuple(gaps)
-    new = _minus([*gaps, *([tail] if tail else [])], marks.gaps)
+    new = _minus(gaps, marks.gaps)
     if new:
         result.loss = SpoolLoss(records=sum(b - a + 1 for a, b in new), ids=tuple(new),
                                 seqs=tuple(_bounding_seqs(directory, ops, new)))

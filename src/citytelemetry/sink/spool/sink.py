@@ -90,6 +90,7 @@ class SpooledSink:
         next_id = self.spool.drained_id + 1
         try:
             while True:
+                next_id = self.spool.skip_lost(next_id)
                 if next_id >= self.spool.next_id:
                     if self._final:
                         return

@@ -111,10 +111,10 @@ class Spool:
             self.stats.records_lost += found.loss.records
             log.error("spool: %s", found.loss.describe())
         # Record the truth as recovered, so that a second start does not report the same loss again.
-        self._ledger.save(Marks(marks.drained, self.next_id - 1, tuple(sorted({*marks.gaps, *found.gaps}))))
+        self._ledger.save(Marks(marks.drained, self.next_id - 1, found.gaps))
         self._update_depth()
-        if self.stats.depth_records:
-            self._book.committed(self.next_id - 1, self._clock_ms(), self.stats.bytes_on_disk)  # upper bound
+        if self.stats.depth_records:  # bytes: an upper bound (drained records are not told apart)
+            self._book.committed(found.last_on_disk, self._clock_ms(), self.stats.bytes_on_disk)
             log.info("spool: %d records from a previous run will be written first", self.stats.depth_records)
         self._delete_drained_segments()
 
@@ -247,8 +247,8 @@ class Spool:
         drained = self._book.drained_id
         moved = drained != self._ledger.saved.drained
         self._ledger.save(Marks(drained, self.next_id - 1, self._gaps))
-        if self._gaps and self._gaps[-1][1] <= drained:
-            self._gaps = ()
+        if self._gaps:
+            self._gaps = tuple(g for g in self._gaps if g[1] > drained)
         if self._retire_if_drained() or moved:
             self._delete_drained_segments()
             if not self.full():
@@ -291,15 +291,23 @@ class Spool:
     def reader(self) -> SegmentReader:
         return SegmentReader(self.directory, self.ops)
 
+    def skip_lost(self, record_id: int) -> int:
+        """The first id from ``record_id`` on that is not lost (recovery reported the lost ones)."""
+        for first, last in self._gaps:  # sorted, disjoint
+            if first <= record_id <= last:
+                record_id = last + 1
+        return record_id
+
     def read_range(self, reader: SegmentReader, first_id: int, max_lines: int) -> list[Record]:
         """Worker thread: committed records from ``first_id`` on, up to about ``max_lines`` lines."""
         found: list[Record] = []
         lines = 0
         record_id = first_id
-        while record_id < self.next_id and lines < max_lines:
-            for first, last in self._gaps:
-                if first <= record_id <= last:
-                    record_id = last + 1  # lost (recovery reported it): nothing to wait for
+        while lines < max_lines:
+            if self._gaps:
+                record_id = self.skip_lost(record_id)
+            if record_id >= self.next_id:
+                break
             record = reader.read(record_id)
             found.append(record)
             lines += len(record.lines)
