@@ -9,30 +9,20 @@ per put, in put order; back-pressure instead of growth; refused lines handed ove
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import pytest
 
+from citytelemetry.contracts import Sink
 from citytelemetry.sink.backoff import Backoff
-from citytelemetry.sink.buffer import BufferedSink, OnDurable
+from citytelemetry.sink.buffer import BufferedSink
 from citytelemetry.sink.spool import Spool, SpooledSink
 from citytelemetry.testing import CapturingWriter, wait_until
 
 FAST = Backoff(base_s=0.005, cap_s=0.01)
 LONG_S = 60.0  # an interval that never comes during a test
-
-
-class Sink(Protocol):
-    async def put(self, lines: Sequence[bytes], on_durable: OnDurable | None = None) -> None: ...
-
-    async def run(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def wait_settled(self) -> None: ...
 
 
 @dataclass
