@@ -30,10 +30,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench.hotpath import _Count, _DropWriter
 from bench.pipeline import SHIPPED_RULES
 from bench.workload import DISTRICT_INVENTORY, DISTRICT_TYPES, generate, workloads
 from citytelemetry.compiled import PURE_PYTHON_ENV
+from citytelemetry.testing import CountingDelivery, DroppingWriter
 
 
 def _pipeline(root: Path, *, alerts: bool, spool: bool) -> Any:
@@ -50,7 +50,7 @@ def _pipeline(root: Path, *, alerts: bool, spool: bool) -> Any:
     })
     catalog = load_catalog(DISTRICT_TYPES, DISTRICT_INVENTORY)
     factory = (lambda emit: build_evaluator(settings, catalog, emit)) if alerts else None
-    pipeline = build_pipeline(settings, catalog, writer=_DropWriter(), evaluator_factory=factory)
+    pipeline = build_pipeline(settings, catalog, writer=DroppingWriter(), evaluator_factory=factory)
     if pipeline.spool is not None:
         pipeline.spool.open()
     return pipeline
@@ -78,7 +78,7 @@ def _inbound(name: str, count: int) -> list[Any]:
 
     work = next(w for w in workloads(1.0, messages=count) if w.name == name)
     now_ms = int(time.time() * 1000)
-    delivery = _Count()
+    delivery = CountingDelivery()
     return [InboundMessage(topic, body, now_ms, delivery) for topic, body in generate(work).share("bench/hot", 0, 1)]
 
 

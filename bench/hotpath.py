@@ -14,35 +14,11 @@ import argparse
 import asyncio
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from bench.pipeline import SHIPPED_RULES, bench_rules_dir
 from bench.workload import DISTRICT_INVENTORY, DISTRICT_TYPES, generate, synthetic, workloads, write_profiles
-
-
-class _DropWriter:
-    def __init__(self) -> None:
-        self.lines = 0
-
-    async def prepare(self) -> None:
-        return None
-
-    async def write(self, lines: Sequence[bytes]) -> None:
-        self.lines += len(lines)
-
-    async def aclose(self) -> None:
-        return None
-
-
-class _Count:
-    __slots__ = ("settled",)
-
-    def __init__(self) -> None:
-        self.settled = 0
-
-    def settle(self) -> None:
-        self.settled += 1
+from citytelemetry.testing import CountingDelivery, DroppingWriter
 
 
 async def _measure(root: Path, name: str, count: int, *, alerts: bool, spool: bool,
@@ -68,11 +44,11 @@ async def _measure(root: Path, name: str, count: int, *, alerts: bool, spool: bo
     })
     catalog = load_catalog(types_dir, inventory_dir)
     factory = (lambda emit: build_evaluator(settings, catalog, emit)) if alerts else None
-    pipeline = build_pipeline(settings, catalog, writer=_DropWriter(), evaluator_factory=factory)
+    pipeline = build_pipeline(settings, catalog, writer=DroppingWriter(), evaluator_factory=factory)
     if pipeline.spool is not None:
         pipeline.spool.open()
     now_ms = int(time.time() * 1000)
-    count_delivery = _Count()
+    count_delivery = CountingDelivery()
     inbound = [InboundMessage(topic, body, now_ms, count_delivery)
                for topic, body in generate(work).share("bench/hot", 0, 1)]
     flush = asyncio.create_task(pipeline.sink.run())

@@ -135,16 +135,12 @@ def part_a(ctx: Context, work: Workload, clients: list[str]) -> list[Row]:
 
 
 # -- (b) raw InfluxDB --------------------------------------------------------------------------------
-class _NoDelivery:
-    def settle(self) -> None:
-        return None
-
-
 def pipeline_lines(ctx: Context, gen: Generated) -> list[bytes]:
     """The exact lines the pipeline writes for this workload: the real validator and line protocol."""
     from citytelemetry.contracts import InboundMessage
     from citytelemetry.profiles import load_catalog
     from citytelemetry.sink.line_protocol import reading_line
+    from citytelemetry.testing import CountingDelivery
     from citytelemetry.validate import Limits, MessageValidator
 
     types, inventory = ctx.synthetic_dirs if gen.work.synthetic else (DISTRICT_TYPES, DISTRICT_INVENTORY)
@@ -152,7 +148,7 @@ def pipeline_lines(ctx: Context, gen: Generated) -> list[bytes]:
     validator = MessageValidator(load_catalog(types, inventory), Limits(), topic_prefix=prefix)
     lines: list[bytes] = []
     for topic, body in gen.share(prefix, 0, 1):
-        outcome = validator(InboundMessage(topic, body, 0, _NoDelivery()))
+        outcome = validator(InboundMessage(topic, body, 0, CountingDelivery()))
         lines.extend(reading_line(r) for r in outcome.readings)
     return lines
 

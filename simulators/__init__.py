@@ -4,21 +4,14 @@ with a known number of deliberately bad messages and the rejection each must get
     from simulators import DistrictSimulator, publish
     summary = publish(DistrictSimulator(catalog, seed=1, duration_s=60, faults={"not_json": 2}), url)
     summary.expected_points, summary.fault_counts, summary.faults
+
+Message generation (``generate.py``, no network) and publishing (``publishing.py``, MQTT) are apart;
+``district.py`` names both for existing imports.
 """
 
-from simulators.district import (
-    DistrictSimulator,
-    MqttTarget,
-    Pacing,
-    Progress,
-    PublishError,
-    SimMessage,
-    Summary,
-    SystemCounts,
-    publish,
-    select_devices,
-)
 from simulators.faults import FAULT_REASONS, LEVELS, FaultPlanError, FaultRecord, Level, parse_fault_counts
+from simulators.generate import DistrictSimulator, Pacing, SimMessage, Summary, SystemCounts, select_devices
+from simulators.publishing import MqttTarget, Progress, PublishError, publish
 
 __all__ = [
     "FAULT_REASONS",

@@ -18,8 +18,9 @@ from types import FrameType
 
 from citytelemetry.profiles import ProfileError, load_catalog
 from citytelemetry.topics import PREFIX
-from simulators.district import DistrictSimulator, MqttTarget, Pacing, Progress, PublishError, Summary, publish
 from simulators.faults import MAX_PAYLOAD_BYTES, FaultPlanError, parse_fault_counts
+from simulators.generate import DistrictSimulator, Pacing, Summary
+from simulators.publishing import MqttTarget, Progress, PublishError, publish
 from simulators.scenarios import SCENARIOS
 
 MAX_AGE_S = 7 * 86_400  # the pipeline's default pipeline.max_age_s

@@ -27,7 +27,7 @@ from citytelemetry.topics import status_topic
 from simulators.faults import encode
 
 if TYPE_CHECKING:
-    from simulators.district import DistrictSimulator, SimMessage
+    from simulators.generate import DistrictSimulator, SimMessage
     from simulators.values import DeviceModel
 
 Values = dict[str, FieldValue]
@@ -130,7 +130,7 @@ class Scenario:
 
     def stream(self, messages: Iterator[SimMessage], sim: DistrictSimulator) -> Iterator[SimMessage]:
         """Drop the silent devices' messages; add their last will and birth in time order."""
-        from simulators.district import SimMessage
+        from simulators.generate import SimMessage
 
         by_id = {d.id: d for d in sim.devices}
         quiet = [e for e in self.effects(sim.devices) if e.silent or e.last_will]

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -47,6 +48,21 @@ class PipelineProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {text!r} in the pipeline log after {timeout_s} s:\n{self.log()}")
             time.sleep(0.05)
+
+    def metrics(self) -> dict[str, float]:
+        """Its /metrics (unlabelled samples), when started with an ``http__port``."""
+        port = self.env["CITYTELEMETRY_HTTP__PORT"]
+        assert port != "0", "start the process with http__port to read its metrics"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        return {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+                if line and not line.startswith("#") and "{" not in line}
+
+    def metric(self, name: str) -> float:
+        try:
+            return self.metrics().get(name, 0.0)
+        except OSError:  # not listening yet, or gone
+            return 0.0
 
     def kill(self) -> None:
         assert self.process is not None

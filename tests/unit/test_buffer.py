@@ -9,28 +9,10 @@ import pytest
 
 from citytelemetry.sink.backoff import Backoff
 from citytelemetry.sink.buffer import BufferedSink
-from citytelemetry.sink.errors import BatchTooLargeError, RejectedLinesError, RetryableWriteError
+from citytelemetry.sink.errors import RetryableWriteError
+from citytelemetry.testing import CapturingWriter, wait_until
 
-
-class FakeWriter:
-    def __init__(self, *, fail_first: int = 0, bad: frozenset[bytes] = frozenset(), max_lines: int = 10_000,
-                 retry_after: float | None = None) -> None:
-        self.batches: list[list[bytes]] = []
-        self.attempts = 0
-        self._fail_first, self._bad, self._max, self._retry_after = fail_first, bad, max_lines, retry_after
-
-    async def write(self, lines: Sequence[bytes]) -> None:
-        self.attempts += 1
-        if self.attempts <= self._fail_first:
-            raise RetryableWriteError("HTTP 503: busy", retry_after_s=self._retry_after)
-        if len(lines) > self._max:
-            raise BatchTooLargeError("HTTP 413")
-        if self._bad & set(lines):
-            raise RejectedLinesError('partial write: unable to parse "bad"')
-        self.batches.append(list(lines))
-
-    async def aclose(self) -> None:
-        return None
+FakeWriter = CapturingWriter  # the shared fake (citytelemetry.testing)
 
 
 def fast_backoff() -> Backoff:
@@ -64,8 +46,7 @@ async def test_flushes_on_interval() -> None:
     sink = BufferedSink(writer, on_refused=lambda line, msg: None, batch_size=100, flush_interval_s=0.05)
     task = asyncio.create_task(sink.run())
     await sink.put([b"x"])
-    await asyncio.sleep(0.3)
-    assert writer.batches == [[b"x"]]
+    await wait_until(lambda: writer.batches == [[b"x"]], timeout_s=5)
     await sink.close()
     await asyncio.wait_for(task, 5)
 

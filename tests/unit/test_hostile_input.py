@@ -22,6 +22,7 @@ from citytelemetry.profiles import Catalog
 from citytelemetry.records import Outcome, Reason, Rejection
 from citytelemetry.sink.deadletter import DeadLetterFormatter
 from citytelemetry.sink.line_protocol import reading_line
+from citytelemetry.testing import NeverSettled
 from citytelemetry.validate import Limits, MessageValidator
 
 from .catalog_fixture import make_catalog
@@ -125,18 +126,13 @@ SUFFIX = {"float": lambda v: v.replace(".", "", 1).lstrip("-").replace("e-", "")
           "enum": lambda v: v.startswith('"')}
 
 
-class NoDelivery:
-    def settle(self) -> None:
-        raise AssertionError("validation never settles")
-
-
 def validator(catalog: Catalog = CATALOG) -> MessageValidator:
     return MessageValidator(catalog, LIMITS, clock_ms=lambda: NOW)
 
 
 def message(payload: bytes | dict[str, Any], topic: str = TOPIC) -> InboundMessage:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return InboundMessage(topic=topic, payload=body, received_ms=NOW, delivery=NoDelivery())
+    return InboundMessage(topic=topic, payload=body, received_ms=NOW, delivery=NeverSettled())
 
 
 def check_outcome(outcome: Outcome) -> None:

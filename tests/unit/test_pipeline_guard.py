@@ -4,44 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 
 import orjson
 
 from citytelemetry.config import HttpSettings, PipelineSettings, Settings
 from citytelemetry.contracts import InboundMessage
 from citytelemetry.run import build_pipeline
+from citytelemetry.testing import CapturingWriter, CountingDelivery
 
 from .catalog_fixture import make_catalog
 
 TOPIC = "ct/v1/hunnan/tunnel/tun-c001-gas1/telemetry"
 
 
-class ListWriter:
-    def __init__(self) -> None:
-        self.lines: list[bytes] = []
-
-    async def prepare(self) -> None:
-        return None
-
-    async def write(self, lines: Sequence[bytes]) -> None:
-        self.lines.extend(lines)
-
-    async def aclose(self) -> None:
-        return None
-
-
-class Settled:
-    def __init__(self) -> None:
-        self.count = 0
-
-    def settle(self) -> None:
-        self.count += 1
-
-
 async def test_a_validator_crash_is_dead_lettered_and_the_stream_goes_on() -> None:
     settings = Settings(http=HttpSettings(port=0), pipeline=PipelineSettings(spool_dir=None))
-    writer = ListWriter()
+    writer = CapturingWriter()
     pipeline = build_pipeline(settings, make_catalog(), writer=writer)
     real = pipeline.handler.validator
     calls = {"n": 0}
@@ -53,7 +31,7 @@ async def test_a_validator_crash_is_dead_lettered_and_the_stream_goes_on() -> No
         return real(message)
 
     pipeline.handler.validator = flaky
-    delivery = Settled()
+    delivery = CountingDelivery()
     now = time.time_ns() // 1_000_000
     body = orjson.dumps({"device": "tun-c001-gas1", "seq": 1, "ts": now, "values": {"o2": 20.9}})
     run = asyncio.create_task(pipeline.sink.run())
@@ -62,7 +40,7 @@ async def test_a_validator_crash_is_dead_lettered_and_the_stream_goes_on() -> No
     await pipeline.sink.wait_settled()
     await pipeline.sink.close()
     await run
-    assert delivery.count == 2
+    assert delivery.settled == 2
     assert dict(pipeline.stats.rejections) == {"processing_error": 1}
     assert [line.split(b",")[0] for line in writer.lines] == [b"ct_rejects", b"tunnel_multigas"]
     assert b'detail="TypeError: unhashable type: \'list\'"' in writer.lines[0]

@@ -20,6 +20,7 @@ from citytelemetry.profiles import Catalog, load_catalog
 from citytelemetry.profiles.diff import diff_catalogs
 from citytelemetry.records import Reading
 from citytelemetry.run import Pipeline, build_pipeline
+from citytelemetry.testing import CountingDelivery
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_780_000_000_000
@@ -136,18 +137,13 @@ def test_a_firing_alert_of_a_removed_device_is_resolved(tmp_path: Path, catalog:
     assert "closed at reload" in notice.annotations["summary"]
 
 
-class Settled:
-    def settle(self) -> None:
-        return None
-
-
 NOW_MS = time.time_ns() // 1_000_000
 
 
 def _message(device: str, seq: int, site: str = "hunnan", system: str = "tunnel") -> InboundMessage:
     now = NOW_MS + seq  # a replay of a seq is the same reading: the same timestamp (a later one is a restart)
     body = orjson.dumps({"device": device, "seq": seq, "ts": now, "values": {"o2": 20.9}})
-    return InboundMessage(f"ct/v1/{site}/{system}/{device}/telemetry", body, now, Settled())
+    return InboundMessage(f"ct/v1/{site}/{system}/{device}/telemetry", body, now, CountingDelivery())
 
 
 def _pipeline(district: Path) -> Pipeline:

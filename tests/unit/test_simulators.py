@@ -28,6 +28,7 @@ from citytelemetry.contracts import InboundMessage
 from citytelemetry.profiles import Catalog, load_catalog
 from citytelemetry.profiles.models import DeviceProfile, ValueType
 from citytelemetry.records import Reason
+from citytelemetry.testing import NeverSettled
 from citytelemetry.validate import Limits, MessageValidator
 
 START = 1_780_000_000_000  # 2026-05-28 20:26:40 UTC
@@ -446,11 +447,6 @@ def test_every_fault_is_wrong_in_the_stated_way(catalog: Catalog, batch: int) ->
     assert Counter(f.reason for m in messages for f in m.faults) == dict.fromkeys(FAULT_REASONS, 2)
 
 
-class _NoDelivery:
-    def settle(self) -> None:
-        raise AssertionError("validation never settles")
-
-
 @pytest.mark.parametrize("batch", [1, 4])
 def test_the_pipeline_validator_agrees_with_the_manifest(catalog: Catalog, batch: int) -> None:
     sim, messages = fault_run(catalog, batch)
@@ -461,7 +457,7 @@ def test_the_pipeline_validator_agrees_with_the_manifest(catalog: Catalog, batch
     points = 0
     for message in messages:
         clock[0] = message.sim_ms  # received as soon as sent
-        outcome = validate(InboundMessage(message.topic, message.payload, message.sim_ms, _NoDelivery()))
+        outcome = validate(InboundMessage(message.topic, message.payload, message.sim_ms, NeverSettled()))
         rejected.update(r.reason.value for r in outcome.rejections)
         points += len(outcome.readings)
         summary.add(message)

@@ -5,6 +5,7 @@ import pytest
 
 from citytelemetry.contracts import InboundMessage
 from citytelemetry.records import Reason
+from citytelemetry.testing import NeverSettled
 from citytelemetry.validate import Limits, MessageValidator
 
 from .catalog_fixture import make_catalog
@@ -13,14 +14,9 @@ NOW = 1_780_000_000_000
 TOPIC = "ct/v1/hunnan/tunnel/tun-c001-gas1/telemetry"
 
 
-class NoDelivery:
-    def settle(self) -> None:
-        raise AssertionError("validation never settles")
-
-
 def message(payload: bytes | dict[str, object], topic: str = TOPIC) -> InboundMessage:
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-    return InboundMessage(topic=topic, payload=body, received_ms=NOW, delivery=NoDelivery())
+    return InboundMessage(topic=topic, payload=body, received_ms=NOW, delivery=NeverSettled())
 
 
 def reading(seq: int = 1, ts: object = NOW, **values: object) -> dict[str, object]:

@@ -82,6 +82,9 @@ class PipelineCollector(Collector):
                                     value=s.spool.oldest_age_s)
             yield CounterMetricFamily("citytelemetry_spool_write_failures", "failed spool writes (nothing acked)",
                                       value=s.spool.write_failures)
+            yield CounterMetricFamily("citytelemetry_spool_records_lost",
+                                      "acknowledged records found missing from the spool at start (logged with "
+                                      "devices and seq ranges)", value=s.spool.records_lost)
 
 
 _SUPPRESSED_DOC = ("refused messages over their device's dead-letter budget (counted, not written), by their "

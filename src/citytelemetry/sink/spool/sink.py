@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from citytelemetry.contracts import OnDurable
 from citytelemetry.sink.buffer import BufferedSink
-from citytelemetry.sink.spool.records import SegmentReader
+from citytelemetry.sink.spool.reader import SegmentReader
 from citytelemetry.sink.spool.wal import Spool
 
 log = logging.getLogger(__name__)
@@ -25,12 +25,13 @@ CHECKPOINT_EVERY_S = 1.0
 
 class SpooledSink:
     def __init__(self, spool: Spool, buffer: BufferedSink, *, memory_lines: int = 100_000,
-                 read_lines: int = 20_000) -> None:
+                 read_lines: int = 20_000, checkpoint_every_s: float = CHECKPOINT_EVERY_S) -> None:
         self.spool = spool
         self.buffer = buffer
         self.stats = buffer.stats
         self._memory_lines = memory_lines
         self._read_lines = read_lines
+        self._checkpoint_every_s = checkpoint_every_s
         self._recent: deque[tuple[int, Sequence[bytes]]] = deque()
         self._recent_lines = 0
         self._final = False  # set once the spool is closed: feed what is committed, then stop
@@ -85,10 +86,11 @@ class SpooledSink:
 
     async def _feed(self) -> None:
         """Move committed records, in id order, into the InfluxDB buffer."""
-        reader = SegmentReader(self.spool.directory)
+        reader = self.spool.reader()
         next_id = self.spool.drained_id + 1
         try:
             while True:
+                next_id = self.spool.skip_lost(next_id)
                 if next_id >= self.spool.next_id:
                     if self._final:
                         return
@@ -117,6 +119,6 @@ class SpooledSink:
 
     async def _checkpoints(self) -> None:
         while True:
-            await asyncio.sleep(CHECKPOINT_EVERY_S)
+            await asyncio.sleep(self._checkpoint_every_s)
             with contextlib.suppress(OSError):  # retried next second; the data itself is safe
                 self.spool.checkpoint()
