@@ -7,6 +7,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,14 @@ def test_every_path_the_containerfile_copies_exists() -> None:
     for *sources, _target in copies:
         for source in sources:
             assert (ROOT / source).exists(), source
+
+
+def test_the_containerfile_copies_every_package_the_install_builds() -> None:
+    packaged = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    wanted = {"pyproject.toml", "README.md", *packaged["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]}
+    copied = {source.rstrip("/") for instruction, args in _containerfile() if instruction == "COPY"
+              for source in shlex.split(args)[:-1]}
+    assert {w for w in wanted if not any(w == c or w.startswith(c + "/") for c in copied)} == set()
 
 
 def test_the_containerfile_installs_with_scripts_install() -> None:
