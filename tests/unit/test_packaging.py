@@ -7,6 +7,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def _units_here(tmp_path: Path) -> list[Path]:
     assert entry.is_file(), entry
     rendered = []
     for name, as_name in (("citytelemetry.service", "citytelemetry.service"),
-                          ("citytelemetry@.service", "citytelemetry@0-4.service")):
+                          ("citytelemetry@.service", "citytelemetry@1-4.service")):
         text = (UNITS / name).read_text(encoding="utf-8")
         assert INSTALLED in text
         target = tmp_path / as_name
@@ -56,10 +57,10 @@ def test_the_sandbox_exposes_little(tmp_path: Path) -> None:
 
 
 def test_the_template_instance_names_its_partition() -> None:
-    # citytelemetry@0-4.service: %I is "0/4", the value pipeline.partition takes.
-    result = subprocess.run([_tool("systemd-escape"), "--template=citytelemetry@.service", "0/4"],
+    # citytelemetry@1-4.service: %I is "1/4", the value pipeline.partition takes.
+    result = subprocess.run([_tool("systemd-escape"), "--template=citytelemetry@.service", "1/4"],
                             capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "citytelemetry@0-4.service"
+    assert result.stdout.strip() == "citytelemetry@1-4.service"
     text = (UNITS / "citytelemetry@.service").read_text(encoding="utf-8")
     assert "Environment=CITYTELEMETRY_PIPELINE__PARTITION=%I\n" in text
     assert "Environment=CITYTELEMETRY_MQTT__CLIENT_ID=citytelemetry-%i\n" in text
@@ -92,6 +93,14 @@ def test_every_path_the_containerfile_copies_exists() -> None:
             assert (ROOT / source).exists(), source
 
 
+def test_the_containerfile_copies_every_package_the_install_builds() -> None:
+    packaged = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    wanted = {"pyproject.toml", "README.md", *packaged["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]}
+    copied = {source.rstrip("/") for instruction, args in _containerfile() if instruction == "COPY"
+              for source in shlex.split(args)[:-1]}
+    assert {w for w in wanted if not any(w == c or w.startswith(c + "/") for c in copied)} == set()
+
+
 def test_the_containerfile_installs_with_scripts_install() -> None:
     runs = [args for instruction, args in _containerfile() if instruction == "RUN"]
     assert runs[0].startswith("scripts/install --pipeline-only ")
@@ -118,7 +127,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN (Linux >= 6.3)
     sys.exit(f"prctl(PR_SET_MDWE) failed: errno {ctypes.get_errno()}")
 import aiohttp, orjson, yaml
-import citytelemetry.ingest.mqtt5_source, citytelemetry.ingest.aiomqtt_source
+import citytelemetry.ingest.factory, citytelemetry.ingest.mqtt5_source
 from citytelemetry.cli.main import main
 from citytelemetry.config import HttpSettings, PipelineSettings, Settings
 from citytelemetry.profiles import load_catalog

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from pathlib import Path
@@ -197,3 +198,24 @@ async def test_a_broken_file_changes_nothing_and_is_counted(tmp_path: Path) -> N
     assert pipeline.handler.validator is validator
     pipeline.handler(_message("tun-c999-gas1", 1))
     assert dict(pipeline.stats.rejections) == {"unknown_device": 1}
+
+
+async def test_the_file_watch_reloads_a_change_once_it_holds_still(tmp_path: Path) -> None:
+    district = _district(tmp_path)
+    pipeline = _pipeline(district)
+    reloader = pipeline._reloader  # the watch runs in Pipeline.run; here on its own
+    assert reloader is not None
+    watch = asyncio.create_task(reloader.watch(0.05))
+    try:
+        _edit(district / "inventory" / "tunnel.yaml", lambda d: d["devices"].append(
+            {"id": "tun-c999-gas1", "type": "tunnel_multigas", "location": {"cabin": "gas", "compartment": "c999"}}))
+        deadline = time.monotonic() + 60
+        while pipeline.stats.reloads_applied == 0:
+            assert time.monotonic() < deadline, "no reload after the inventory changed"
+            await asyncio.sleep(0.05)
+        assert "tun-c999-gas1" in pipeline.catalog.devices
+        await asyncio.sleep(0.3)  # nothing changed since: no second reload
+        assert (pipeline.stats.reloads_applied, pipeline.stats.reloads_refused) == (1, 0)
+    finally:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)

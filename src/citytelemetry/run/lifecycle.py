@@ -54,7 +54,7 @@ class PipelineParts:
 class Pipeline:
     def __init__(self, settings: Settings, parts: PipelineParts) -> None:
         self.settings = settings
-        self.catalog = parts.catalog
+        self._catalog = parts.catalog
         self.stats = parts.stats
         self.handler = parts.handler
         self.sink = parts.sink
@@ -72,14 +72,17 @@ class Pipeline:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog running now (a reload replaces it)."""
+        return self._reloader.catalog if self._reloader is not None else self._catalog
+
     # -- reload (run/reload.py) ------------------------------------------------------------------
     async def reload(self) -> ReloadReport:
         """Profiles, inventory and alert rules anew, all or nothing (SIGHUP, POST /-/reload)."""
         if self._reloader is None:
             return ReloadReport(applied=False, problems=("this pipeline was built without a reloader",))
-        report = await self._reloader.reload()
-        self.catalog = self._reloader.catalog
-        return report
+        return await self._reloader.reload()
 
     def request_reload(self) -> None:
         """The SIGHUP handler: reload in a task of its own; the report goes to the log."""
@@ -105,6 +108,9 @@ class Pipeline:
                    asyncio.create_task(self._notices.run(), name="deadletter-notices")]
         if self.evaluator is not None:
             helpers.append(asyncio.create_task(self.evaluator.run(), name="alert-evaluator"))
+        if self._reloader is not None and self.settings.pipeline.reload_watch_s > 0:
+            helpers.append(asyncio.create_task(self._reloader.watch(self.settings.pipeline.reload_watch_s),
+                                               name="reload-watch"))
         try:
             await self._prepare_store()
             await self._consume()

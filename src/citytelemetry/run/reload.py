@@ -1,4 +1,5 @@
-"""Reload device profiles, inventory and alert rules without a restart (SIGHUP, or POST /-/reload).
+"""Reload device profiles, inventory and alert rules without a restart (SIGHUP, POST /-/reload, or a
+file watch: ``pipeline.reload_watch_s``).
 
 All or nothing. The new set is loaded and checked whole in a worker thread while messages keep
 flowing; if any file is wrong nothing changes: the problems are logged with file and key, counted
@@ -19,9 +20,11 @@ in the report and the log as taking effect at the next restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -136,10 +139,36 @@ class Reloader:
         self._reread_settings = reread_settings
         self._lock = asyncio.Lock()
         stats.catalog_devices = len(parts.catalog.devices)
+        self._files_at_start = self._files()  # just after the catalog was loaded: the watch starts from here
 
     @property
     def catalog(self) -> Catalog:
         return self._parts.catalog
+
+    async def watch(self, interval_s: float) -> None:
+        """``pipeline.reload_watch_s``: reload when the files changed and then held still for one look."""
+        applied = seen = self._files_at_start
+        while True:
+            await asyncio.sleep(interval_s)
+            now = self._files()
+            if now == seen and now != applied:
+                log.info("reload: files changed under the watched directories")
+                await self.reload()
+                applied = now  # refused or not: try again only after the next change
+            seen = now
+
+    def _files(self) -> dict[Path, tuple[int, int]]:
+        """(mtime, size) of every YAML file that a reload reads."""
+        p, found = self._settings.pipeline, {}
+        directories = [p.profiles_dir, p.inventory_dir]
+        if self._parts.evaluator is not None:
+            directories.append(self._settings.alerts.rules_dir)
+        for directory in directories:
+            for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+                with contextlib.suppress(OSError):  # gone between glob and stat: the next look sees it
+                    stat = path.stat()
+                    found[path] = (stat.st_mtime_ns, stat.st_size)
+        return found
 
     async def reload(self) -> ReloadReport:
         async with self._lock:  # a second SIGHUP waits for the first
