@@ -1,0 +1,122 @@
+"""The rollup task: every ``interval_s``, compute the due dirty windows, once their raw data is written.
+
+A window is computed only after everything the sink had taken when its marks were taken is in InfluxDB
+(``WrittenBarrier``): otherwise a reading still in the buffer or the spool would be missing from its
+rollup. A failed cycle gives its marks back; the marks are checkpointed after every cycle and at close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Protocol
+
+from citytelemetry.sink.buffer import BufferedSink
+from citytelemetry.sink.errors import WriteError
+from citytelemetry.sink.spool import SpooledSink
+from citytelemetry.storage.query import QueryError
+from citytelemetry.storage.rollup import Rollups
+from citytelemetry.storage.windows import DirtyWindows
+
+log = logging.getLogger(__name__)
+DRAIN_POLL_S = 0.05
+
+
+class WrittenBarrier(Protocol):
+    async def __call__(self) -> None:
+        """Return once every line the sink took before the call is written to InfluxDB."""
+
+
+def written_barrier(sink: BufferedSink | SpooledSink) -> WrittenBarrier:
+    if isinstance(sink, SpooledSink):
+        return _SpoolDrained(sink)
+    return _BufferWritten(sink)
+
+
+class _BufferWritten:
+    __slots__ = ("_sink",)
+
+    def __init__(self, sink: BufferedSink) -> None:
+        self._sink = sink
+
+    async def __call__(self) -> None:
+        # No lines, only a mark: it fires once every line put before it is written (batches settle in order).
+        written = asyncio.Event()
+        self._sink.put_nowait([], written.set)
+        await written.wait()
+
+
+class _SpoolDrained:
+    __slots__ = ("_sink",)
+
+    def __init__(self, sink: SpooledSink) -> None:
+        self._sink = sink
+
+    async def __call__(self) -> None:
+        spool = self._sink.spool
+        await spool.wait_idle()  # every record submitted so far has its id
+        target = spool.next_id - 1
+        # The feeder moves records to InfluxDB in id order; the spool has no event per drained record,
+        # and this runs once per rollup cycle, so a short poll costs nothing.
+        while spool.drained_id < target:  # noqa: ASYNC110
+            await asyncio.sleep(DRAIN_POLL_S)
+
+
+class RollupTask:
+    def __init__(self, rollups: Rollups, windows: DirtyWindows, barrier: Callable[[], Awaitable[None]], *,
+                 interval_s: float, grace_s: float, checkpoint: Path,
+                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+        self.rollups = rollups
+        self.windows = windows
+        self._barrier = barrier
+        self._interval_s = interval_s
+        self._grace_ms = int(grace_s * 1000)
+        self._checkpoint = checkpoint
+        self._clock_ms = clock_ms
+        self.failures = 0
+
+    def open(self, recompute_windows: int) -> int:
+        """Restore the last run's marks and mark the last windows of every series; returns marks restored."""
+        restored = self.windows.load(self._checkpoint)
+        self.windows.mark_recent(self._clock_ms(), recompute_windows)
+        return restored
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            await self.cycle()
+
+    async def cycle(self) -> int:
+        """Compute what is due now; returns the points written (0 if nothing was due or it failed)."""
+        due = self.windows.take_due(self._clock_ms(), self._grace_ms)
+        written = 0
+        if due:
+            try:
+                await self._barrier()
+                written = await self.rollups.compute(due)
+            except (QueryError, WriteError) as exc:
+                self.windows.restore(due)
+                self.failures += 1
+                log.warning("rollups: %d windows not computed (%s); next try in %.0f s", len(due), exc,
+                            self._interval_s)
+            except BaseException:
+                self.windows.restore(due)
+                raise
+        self._save()
+        return written
+
+    def _save(self) -> None:
+        if self.windows.changed:
+            try:
+                self.windows.save(self._checkpoint)
+            except OSError as exc:
+                log.warning("rollups: cannot write %s (%s); tried again next cycle", self._checkpoint, exc)
+
+    async def aclose(self) -> None:
+        """Keep every mark for the next start (nothing is computed at stop: the raw data may still be coming)."""
+        with contextlib.suppress(OSError):
+            self.windows.save(self._checkpoint)

@@ -1,0 +1,100 @@
+"""Dirty windows: which (tier, measurement, device, window) must be (re)computed, kept across restarts.
+
+The pipeline marks a window whenever it accepts a reading whose timestamp falls in it, late readings
+included, once the reading's line is in the sink. A window is due ``grace`` after it closes (late ones at
+once); the rollup task takes due windows, computes them and gives them back if that failed. The marks
+are checkpointed to a JSON file (atomically), so a stop mid-window loses none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from citytelemetry.records import Reading
+from citytelemetry.storage.tiers import Tier
+
+ALL_DEVICES = ""  # a mark for every device of the measurement (recomputing the last windows at start)
+_VERSION = 1
+
+
+class Mark(NamedTuple):
+    tier: str
+    measurement: str
+    device: str  # ALL_DEVICES: every device
+    start_ms: int
+
+
+class DirtyWindows:
+    __slots__ = ("_marks", "_measurements", "_tiers", "_window_ms", "changed")
+
+    def __init__(self, tiers_by_device: Mapping[str, Sequence[Tier]], measurements: Iterable[str]) -> None:
+        self._tiers = {device: tuple((t.name, t.window_ms) for t in tiers) for device, tiers in tiers_by_device.items()}
+        self._window_ms = {t.name: t.window_ms for tiers in tiers_by_device.values() for t in tiers}
+        self._measurements = frozenset(measurements)
+        self._marks: set[Mark] = set()
+        self.changed = False  # since the last checkpoint
+
+    def __len__(self) -> int:
+        return len(self._marks)
+
+    def observe(self, readings: Sequence[Reading]) -> None:
+        """Readings whose lines the sink has taken (status records and unknown devices are skipped)."""
+        marks, measurements = self._marks, self._measurements
+        for reading in readings:
+            if reading.measurement not in measurements:
+                continue
+            ts = reading.timestamp_ms
+            for name, window in self._tiers.get(reading.device_id, ()):
+                marks.add(Mark(name, reading.measurement, reading.device_id, ts - ts % window))
+            self.changed = True
+
+    def mark_recent(self, now_ms: int, windows: int) -> None:
+        """Every device's last ``windows`` windows of every tier (the current one included)."""
+        for name, window in self._window_ms.items():
+            current = now_ms - now_ms % window
+            for measurement in self._measurements:
+                for k in range(windows):
+                    self._marks.add(Mark(name, measurement, ALL_DEVICES, current - k * window))
+        self.changed = True
+
+    def take_due(self, now_ms: int, grace_ms: int) -> list[Mark]:
+        """Remove and return the marks of windows that closed at least ``grace_ms`` ago."""
+        due = [m for m in self._marks if m.start_ms + self._window_ms.get(m.tier, 0) + grace_ms <= now_ms]
+        self._marks.difference_update(due)
+        if due:
+            self.changed = True
+        return due
+
+    def restore(self, marks: Iterable[Mark]) -> None:
+        """Give back marks that could not be computed; the next cycle tries again."""
+        self._marks.update(m for m in marks if m.tier in self._window_ms)
+        self.changed = True
+
+    # -- checkpoint ------------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        with temporary.open("w", encoding="utf-8") as handle:
+            json.dump({"version": _VERSION, "marks": sorted(self._marks)}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(path)
+        self.changed = False
+
+    def load(self, path: Path) -> int:
+        """Restore the marks of the last run; a missing file is an empty one. Returns how many."""
+        try:
+            body = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return 0
+        except ValueError as exc:
+            raise ValueError(f"{path}: not a rollup checkpoint ({exc})") from exc
+        if not isinstance(body, dict) or body.get("version") != _VERSION:
+            raise ValueError(f"{path}: not a version {_VERSION} rollup checkpoint")
+        marks = [Mark(str(t), str(m), str(d), int(s)) for t, m, d, s in body["marks"]]
+        self.restore(marks)
+        return len(marks)
