@@ -85,6 +85,19 @@ class Rollups:
         self.points_written = 0
         self.windows_computed = 0
 
+    @property
+    def tiers(self) -> list[Tier]:
+        return list(self._tiers.values())
+
+    @property
+    def measurements(self) -> list[str]:
+        return sorted(self._schema)
+
+    async def aclose(self) -> None:
+        await self._query.aclose()
+        for writer in self._writers.values():
+            await writer.aclose()
+
     async def compute(self, marks: Iterable[Mark]) -> int:
         """Compute every marked window; returns the points written. Raises QueryError / WriteError."""
         groups: dict[tuple[str, str, int], set[str]] = defaultdict(set)

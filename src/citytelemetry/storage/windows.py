@@ -1,9 +1,10 @@
 """Dirty windows: which (tier, measurement, device, window) must be (re)computed, kept across restarts.
 
-The pipeline marks a window whenever it accepts a reading whose timestamp falls in it, late readings
-included, once the reading's line is in the sink. A window is due ``grace`` after it closes (late ones at
-once); the rollup task takes due windows, computes them and gives them back if that failed. The marks
-are checkpointed to a JSON file (atomically), so a stop mid-window loses none of them.
+The pipeline marks a window whenever it accepts a reading whose timestamp falls in it, late readings included:
+``observe`` as it validates, ``commit`` once the sink has taken the message's lines (a mark taken before that
+could be computed before its reading is even queued for InfluxDB). A window is due ``grace`` after it closes
+(late ones at once); the rollup task takes due windows, computes them and gives them back if that failed. The
+marks are checkpointed to a JSON file (atomically), so a stop mid-window loses none of them.
 """
 
 from __future__ import annotations
@@ -29,27 +30,34 @@ class Mark(NamedTuple):
 
 
 class DirtyWindows:
-    __slots__ = ("_marks", "_measurements", "_tiers", "_window_ms", "changed")
+    __slots__ = ("_marks", "_measurements", "_pending", "_tiers", "_window_ms", "changed")
 
     def __init__(self, tiers_by_device: Mapping[str, Sequence[Tier]], measurements: Iterable[str]) -> None:
         self._tiers = {device: tuple((t.name, t.window_ms) for t in tiers) for device, tiers in tiers_by_device.items()}
         self._window_ms = {t.name: t.window_ms for tiers in tiers_by_device.values() for t in tiers}
         self._measurements = frozenset(measurements)
         self._marks: set[Mark] = set()
+        self._pending: set[Mark] = set()  # observed, lines not yet in the sink
         self.changed = False  # since the last checkpoint
 
     def __len__(self) -> int:
         return len(self._marks)
 
     def observe(self, readings: Sequence[Reading]) -> None:
-        """Readings whose lines the sink has taken (status records and unknown devices are skipped)."""
-        marks, measurements = self._marks, self._measurements
+        """Accepted readings of one message (status records and unknown devices are skipped)."""
+        marks, measurements = self._pending, self._measurements
         for reading in readings:
             if reading.measurement not in measurements:
                 continue
             ts = reading.timestamp_ms
             for name, window in self._tiers.get(reading.device_id, ()):
                 marks.add(Mark(name, reading.measurement, reading.device_id, ts - ts % window))
+
+    def commit(self) -> None:
+        """The sink has taken the lines of everything observed so far: those windows may be computed."""
+        if self._pending:
+            self._marks |= self._pending
+            self._pending.clear()
             self.changed = True
 
     def mark_recent(self, now_ms: int, windows: int) -> None:
