@@ -7,7 +7,7 @@ Raw readings of tunnel compartment c001 (8 devices) and the station (17 devices)
 are backfilled day by day into a private influxd at full speed; after each day the rollup tiers are
 computed from that raw data by the pipeline's own rollup code (``Rollups.backfill``). Once influxd has
 compacted, it reports for each tier the stored field values (``count(*)``), the TSM bytes on disk and
-bytes per value (the figures ``[storage] raw_bytes_per_value`` / ``rollup_bytes_per_value`` hold), then
+bytes per value (``[storage] raw_bytes_per_value`` and each tier's ``bytes_per_value`` hold these), then
 times a dashboard panel over the whole span read from raw and from each rollup tier, side by side.
 The raw tier is kept for the whole span here (retention INF) so that raw can be timed over it too.
 """
@@ -98,8 +98,9 @@ class _Device:
 
 
 def _post(url: str, path: str, params: dict[str, str], body: bytes | None = None) -> Any:
-    request = urllib.request.Request(f"{url}{path}?{urllib.parse.urlencode(params)}", data=body, method="POST")
-    with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 - loopback, our own influxd
+    address = f"{url}{path}?{urllib.parse.urlencode(params)}"  # our own influxd on loopback
+    request = urllib.request.Request(address, data=body, method="POST")  # noqa: S310
+    with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
         return json.load(response) if response.status == 200 else None
 
 
@@ -114,7 +115,7 @@ def _query(url: str, statement: str) -> list[dict[str, Any]]:
 def _values_stored(url: str, rp: str) -> int:
     """Every stored field value of the retention policy: count(*) over each of its measurements."""
     total = 0
-    for s in _query(url, f'SELECT count(*) FROM "{rp}"./.*/'):
+    for s in _query(url, f'SELECT count(*) FROM "{rp}"./.*/'):  # noqa: S608 - InfluxQL, our own names
         total += sum(v for v in s["values"][0][1:] if v)
     return total
 
@@ -224,9 +225,10 @@ def run(days: int, seed: int) -> dict[str, Any]:
             timings = [_time_panel(url, texts, rp, span, interval) for rp in rps]
         finally:
             influx.stop()
+    panel = [{"tier": t.tier, "seconds": round(t.seconds, 4), "rows": t.rows} for t in timings]
     return {"days": days, "devices": len(devices), "raw_points": raw_points, "rollup_points": rollup_points,
             "write_points_per_s": round(raw_points / write_s), "rollup_seconds": round(rollup_s, 1), "tiers": tiers,
-            "panel": {"interval": interval, "timings": [{"tier": t.tier, "seconds": round(t.seconds, 4), "rows": t.rows} for t in timings]}}
+            "panel": {"interval": interval, "timings": panel}}
 
 
 def _print(result: dict[str, Any]) -> None:

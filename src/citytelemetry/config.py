@@ -177,6 +177,7 @@ class RollupTier(Section):
     window: str = Field(pattern=r"^[1-9][0-9]*[smhd]$")  # an InfluxQL duration: 1m, 1h, 1d
     retention: str = Field(pattern=r"^(INF|[1-9][0-9]*[hdw])$")  # INF: kept forever
     use_above: str = Field(pattern=r"^[1-9][0-9]*[hdw]$")  # dashboards read this tier for longer ranges
+    bytes_per_value: float = Field(default=4.1, gt=0)  # on disk, measured: bench/storage_year.py
 
 
 class StorageSettings(Section):
@@ -184,8 +185,8 @@ class StorageSettings(Section):
 
     raw_retention: str = Field(default="90d", pattern=r"^(INF|[1-9][0-9]*[hdw])$")
     tiers: tuple[RollupTier, ...] = (
-        RollupTier(name="rollup_1m", window="1m", retention="730d", use_above="2d"),
-        RollupTier(name="rollup_1h", window="1h", retention="INF", use_above="60d"),
+        RollupTier(name="rollup_1m", window="1m", retention="730d", use_above="2d", bytes_per_value=4.1),
+        RollupTier(name="rollup_1h", window="1h", retention="INF", use_above="60d", bytes_per_value=6.4),
     )
     systems: dict[Literal["tunnel", "station", "network"], tuple[str, ...]] = {}  # default: every tier
     rollups: bool = True  # the pipeline keeps the rollups up to date (needs read access: reader_*)
@@ -195,9 +196,7 @@ class StorageSettings(Section):
     grace_s: float = Field(default=30.0, ge=0)  # a window is computed this long after it closed
     checkpoint_file: Path = Path(".run/rollup-windows.json")
     recompute_windows: int = Field(default=3, ge=0, le=1000)  # per tier, at start: lost marks of a crash
-    # On-disk bytes per stored field value (TSM, compacted), measured by bench/storage_year.py (docs/storage.md)
-    raw_bytes_per_value: float = Field(default=2.6, gt=0)
-    rollup_bytes_per_value: float = Field(default=4.0, gt=0)
+    raw_bytes_per_value: float = Field(default=4.3, gt=0)  # on disk (TSM), measured: bench/storage_year.py
 
     @model_validator(mode="after")
     def _known_tiers(self) -> Self:

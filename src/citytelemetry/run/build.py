@@ -70,6 +70,12 @@ def build_pipeline(settings: Settings, catalog: Catalog, *, writer: LineWriter |
         stats.alerts = evaluator.counters
         handler.evaluator = evaluator
         evaluator.follow(ConsumerLag(handler, settings.mqtt.receive_maximum))
+    rollups = None
+    if settings.storage.rollups:
+        from citytelemetry.storage.build import build_rollup_task
+
+        rollups = build_rollup_task(settings, catalog, sink)
+        handler.rollup_windows = rollups.windows.observe
     reporter = SelfMetricsReporter(stats, completeness, validator.sequences, sink, instance=instance,
                                    interval_s=p.selfmetrics_interval_s)
     reloader = Reloader(settings, ReloadParts(
@@ -77,7 +83,8 @@ def build_pipeline(settings: Settings, catalog: Catalog, *, writer: LineWriter |
         make_validator=make_validator, evaluator=_reloadable(evaluator)), stats, reread_settings=reread_settings)
     return Pipeline(settings, PipelineParts(
         catalog=catalog, stats=stats, handler=handler, sink=sink, writer=writer, spool=spool,
-        completeness=completeness, notices=notices, reporter=reporter, evaluator=evaluator, reloader=reloader))
+        completeness=completeness, notices=notices, reporter=reporter, evaluator=evaluator, reloader=reloader,
+        rollups=rollups))
 
 
 def _reloadable(evaluator: AlertEvaluator | None) -> AlertEngine | None:

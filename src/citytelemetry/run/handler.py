@@ -9,7 +9,7 @@ of coroutines so that scripts/compile_hotpath.py can compile it with mypyc.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from citytelemetry.contracts import AlertEvaluator, InboundMessage, OnDurable, Validator
 from citytelemetry.ingest.broker import BrokerSource
@@ -18,7 +18,7 @@ from citytelemetry.observability.completeness import CompletenessTracker
 from citytelemetry.observability.ratelog import RateLimitedLog
 from citytelemetry.observability.stats import PipelineStats
 from citytelemetry.profiles import Catalog
-from citytelemetry.records import Outcome, Reason, Rejection
+from citytelemetry.records import Outcome, Reading, Reason, Rejection
 from citytelemetry.sink.deadletter import DeadLetterFormatter
 from citytelemetry.sink.line_protocol import reading_line
 from citytelemetry.validate.decode import excerpt
@@ -26,6 +26,7 @@ from citytelemetry.validate.decode import excerpt
 log = logging.getLogger("citytelemetry.pipeline")  # the operator's view: one logger for the pipeline
 
 PublishNotice = Callable[[str, bytes], None]  # (reason code, dead-letter notice) to the live MQTT feed
+ObserveReadings = Callable[[Sequence[Reading]], None]  # e.g. the rollups' dirty windows (storage/windows.py)
 
 
 class MessageHandler:
@@ -37,6 +38,7 @@ class MessageHandler:
         self.stats = stats
         self.completeness = completeness
         self.evaluator = evaluator
+        self.rollup_windows: ObserveReadings | None = None  # marks the windows the readings fall in
         self.source: BrokerSource | None = None  # the connected source (None between connections): the
         # in-flight gauge here and the pipeline's dead-letter notices read it
         self._dead = dead
@@ -58,8 +60,8 @@ class MessageHandler:
         system = self._system_of[sequenced[0][0]] if sequenced else ""
         if sequenced:
             stats.readings_accepted[system] += len(sequenced)
-        if self.evaluator is not None and outcome.readings:
-            self.evaluator.observe(outcome.readings)
+        if outcome.readings:
+            self._observe(outcome.readings)
         for rejection in outcome.rejections:
             lines.append(self._dead.line(rejection, message.received_ms))
             self.count_rejection(rejection, message.received_ms)
@@ -78,6 +80,13 @@ class MessageHandler:
                 stats.in_flight_messages = source.in_flight
 
         return lines, on_durable
+
+    def _observe(self, readings: list[Reading]) -> None:
+        """What else sees accepted readings: the alert rules, the rollups' dirty windows."""
+        if self.evaluator is not None:
+            self.evaluator.observe(readings)
+        if self.rollup_windows is not None:
+            self.rollup_windows(readings)
 
     def _validate(self, message: InboundMessage) -> Outcome:
         try:

@@ -27,6 +27,7 @@ from citytelemetry.run.reload import Reloader, ReloadReport
 from citytelemetry.run.reporting import SelfMetricsReporter
 from citytelemetry.sink.backoff import Backoff
 from citytelemetry.sink.spool import Spool
+from citytelemetry.storage.task import RollupTask
 
 log = logging.getLogger("citytelemetry.pipeline")
 PUMP_SLICE_S = 0.005  # the longest the consumer holds the event loop while messages are queued
@@ -47,6 +48,7 @@ class PipelineParts:
     reporter: SelfMetricsReporter
     evaluator: AlertEvaluator | None
     reloader: Reloader | None = None
+    rollups: RollupTask | None = None  # storage: keeps the rollup tiers up to date (docs/storage.md)
 
 
 class Pipeline:
@@ -59,6 +61,7 @@ class Pipeline:
         self.spool = parts.spool
         self.completeness = parts.completeness
         self.evaluator = parts.evaluator
+        self.rollups = parts.rollups
         self._writer = parts.writer
         self._notices = parts.notices
         self._reporter = parts.reporter
@@ -100,6 +103,9 @@ class Pipeline:
                    asyncio.create_task(self._notices.run(), name="deadletter-notices")]
         if self.evaluator is not None:
             helpers.append(asyncio.create_task(self.evaluator.run(), name="alert-evaluator"))
+        if self.rollups is not None:
+            self.rollups.open(self.settings.storage.recompute_windows)
+            helpers.append(asyncio.create_task(self.rollups.run(), name="rollups"))
         try:
             await self._prepare_store()
             await self._consume()
@@ -112,6 +118,8 @@ class Pipeline:
                 await self.evaluator.aclose()
             self._reporter.final()
             await self._final_flush(flush)
+            if self.rollups is not None:
+                await self.rollups.aclose()  # keeps the marks for the next start
             await self._writer.aclose()
             if runner is not None:
                 await runner.cleanup()
@@ -203,3 +211,5 @@ class Pipeline:
     async def handle(self, message: InboundMessage) -> None:
         lines, on_durable = self.handler(message)
         await self.sink.put(lines, on_durable)
+        if self.rollups is not None:
+            self.rollups.windows.commit()  # the sink has these lines: their windows may be computed

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from citytelemetry.config import InfluxSettings, Settings
-from citytelemetry.contracts import LineWriter
+from citytelemetry.contracts import LineWriter, Sink
 from citytelemetry.profiles import Catalog
 from citytelemetry.sink.factory import make_writer
 from citytelemetry.storage.query import InfluxQL
 from citytelemetry.storage.retention import raw_policy
 from citytelemetry.storage.rollup import Rollups
 from citytelemetry.storage.schema import rollup_schema
-from citytelemetry.storage.tiers import Tier, rollup_tiers
+from citytelemetry.storage.task import RollupTask, written_barrier
+from citytelemetry.storage.tiers import Tier, rollup_tiers, tiers_by_device
+from citytelemetry.storage.windows import DirtyWindows
 
 
 def reader(settings: Settings) -> InfluxQL:
@@ -48,3 +50,12 @@ async def backfill(rollups: Rollups, start_ms: int, end_ms: int) -> int:
     return written
 
 
+
+
+def build_rollup_task(settings: Settings, catalog: Catalog, sink: Sink) -> RollupTask:
+    """The pipeline's rollup task over ``sink`` (whose written lines it waits for). No I/O here."""
+    storage = settings.storage
+    rollups = build_rollups(settings, catalog)
+    windows = DirtyWindows(tiers_by_device(storage, catalog), rollups.measurements)
+    return RollupTask(rollups, windows, written_barrier(sink), interval_s=storage.interval_s, grace_s=storage.grace_s,
+                      checkpoint=storage.checkpoint_file)

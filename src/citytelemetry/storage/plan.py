@@ -58,7 +58,7 @@ class TierLoad:
 def storage_plan(settings: StorageSettings, catalog: Catalog,
                  schema: Mapping[str, MeasurementRollup]) -> list[TierLoad]:
     raw = TierLoad(RAW, "", settings.raw_retention, settings.raw_bytes_per_value)
-    tiers = {t.name: TierLoad(t.name, t.window, t.retention, settings.rollup_bytes_per_value)
+    tiers = {t.name: TierLoad(t.name, t.window, t.retention, t.bytes_per_value)
              for t in rollup_tiers(settings)}
     for device_id, device_tiers in tiers_by_device(settings, catalog).items():
         device = catalog.devices[device_id]
@@ -88,8 +88,9 @@ def render_plan(loads: list[TierLoad], devices: int) -> list[str]:
     systems = sorted({s for load in loads for s in load.points_per_day})
     header = f"{'tier':<12}{'window':>7}{'keeps':>7}" + "".join(f"{s + ' pts/d':>18}" for s in systems)
     header += f"{'points/day':>14}{'values/day':>14}{'disk/year':>11}{'disk held':>11}"
-    lines = [(f"{devices} devices; disk from measured bytes per stored value "
-              f"(raw {loads[0].bytes_per_value:g}, rollups {loads[-1].bytes_per_value:g}: docs/storage.md)"), header]
+    per_value = ", ".join(f"{load.tier} {load.bytes_per_value:g}" for load in loads)
+    lines = [f"{devices} devices; disk = stored values x measured bytes per value ({per_value}; docs/storage.md)",
+             header]
     for load in loads:
         per_system = "".join(f"{load.points_per_day.get(s, 0.0):>18,.0f}" for s in systems)
         lines.append(f"{load.tier:<12}{load.window or '-':>7}{load.retention:>7}{per_system}"

@@ -34,7 +34,9 @@ class Series:
 def series_of(result: Mapping[str, Any]) -> list[Series]:
     if "error" in result:
         raise QueryError(str(result["error"]))
-    return [Series(s["name"], s.get("tags") or {}, s["columns"], s["values"]) for s in result.get("series", [])]
+    # SHOW statements answer series without a name; empty series come without values.
+    return [Series(s.get("name", ""), s.get("tags") or {}, s["columns"], s.get("values") or [])
+            for s in result.get("series", [])]
 
 
 class InfluxQL:

@@ -93,6 +93,12 @@ class Rollups:
     def measurements(self) -> list[str]:
         return sorted(self._schema)
 
+    async def missing_tiers(self) -> list[str]:
+        """The tiers whose retention policy the database lacks (SHOW RETENTION POLICIES, read access)."""
+        series = await self._query.run("SHOW RETENTION POLICIES")
+        present = {row[0] for s in series for row in s.values}
+        return [name for name in self._tiers if name not in present]
+
     async def aclose(self) -> None:
         await self._query.aclose()
         for writer in self._writers.values():

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
+from citytelemetry.contracts import Sink
 from citytelemetry.sink.buffer import BufferedSink
 from citytelemetry.sink.errors import WriteError
 from citytelemetry.sink.spool import SpooledSink
@@ -31,10 +32,12 @@ class WrittenBarrier(Protocol):
         """Return once every line the sink took before the call is written to InfluxDB."""
 
 
-def written_barrier(sink: BufferedSink | SpooledSink) -> WrittenBarrier:
+def written_barrier(sink: Sink) -> WrittenBarrier:
     if isinstance(sink, SpooledSink):
         return _SpoolDrained(sink)
-    return _BufferWritten(sink)
+    if isinstance(sink, BufferedSink):
+        return _BufferWritten(sink)
+    raise TypeError(f"no written-barrier for {type(sink).__name__}: rollups need to know when lines are written")
 
 
 class _BufferWritten:
@@ -76,23 +79,51 @@ class RollupTask:
         self._interval_s = interval_s
         self._grace_ms = int(grace_s * 1000)
         self._checkpoint = checkpoint
-        self._clock_ms = clock_ms
+        self.clock_ms = clock_ms  # decides which windows are due (a test moves it on)
         self.failures = 0
+        self.cycles = 0  # completed
+        self.ready = False  # the tiers exist in the store (checked each cycle until they do)
+        self._told: str | None = None  # the last not-ready reason logged (logged once per reason)
 
     def open(self, recompute_windows: int) -> int:
         """Restore the last run's marks and mark the last windows of every series; returns marks restored."""
         restored = self.windows.load(self._checkpoint)
-        self.windows.mark_recent(self._clock_ms(), recompute_windows)
+        self.windows.mark_recent(self.clock_ms(), recompute_windows)
         return restored
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self._interval_s)
-            await self.cycle()
+            try:
+                await self.cycle()
+            except Exception:  # a bug of ours must not stop the rollups silently: say it, try again
+                log.exception("rollups: cycle failed")
+
+    async def _check_ready(self) -> bool:
+        """The tiers' retention policies exist; until they do, marks are dropped (``storage backfill`` later)."""
+        try:
+            missing = await self.rollups.missing_tiers()
+        except QueryError as exc:
+            reason = f"cannot read the retention policies ({exc})"
+        else:
+            if not missing:
+                self.ready = True
+                log.info("rollups: tiers %s present; computing windows every %.0f s",
+                         ", ".join(t.name for t in self.rollups.tiers), self._interval_s)
+                return True
+            reason = f"retention policies {', '.join(missing)} missing: run `citytelemetry storage apply`"
+        dropped = self.windows.clear()
+        if reason != self._told:
+            log.warning("rollups off for now: %s; %d window marks dropped (`citytelemetry storage backfill` "
+                        "computes them later)", reason, dropped)
+            self._told = reason
+        return False
 
     async def cycle(self) -> int:
         """Compute what is due now; returns the points written (0 if nothing was due or it failed)."""
-        due = self.windows.take_due(self._clock_ms(), self._grace_ms)
+        if not self.ready and not await self._check_ready():
+            return 0
+        due = self.windows.take_due(self.clock_ms(), self._grace_ms)
         written = 0
         if due:
             try:
@@ -107,6 +138,7 @@ class RollupTask:
                 self.windows.restore(due)
                 raise
         self._save()
+        self.cycles += 1
         return written
 
     def _save(self) -> None:
@@ -118,5 +150,7 @@ class RollupTask:
 
     async def aclose(self) -> None:
         """Keep every mark for the next start (nothing is computed at stop: the raw data may still be coming)."""
-        with contextlib.suppress(OSError):
-            self.windows.save(self._checkpoint)
+        if self.ready or len(self.windows):
+            with contextlib.suppress(OSError):
+                self.windows.save(self._checkpoint)
+        await self.rollups.aclose()

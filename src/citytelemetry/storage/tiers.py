@@ -18,11 +18,13 @@ class Tier:
     window_ms: int
     retention: str
     use_above_s: float
+    bytes_per_value: float
 
 
 def rollup_tiers(settings: StorageSettings) -> tuple[Tier, ...]:
     """In window order, shortest first."""
-    tiers = (Tier(t.name, t.window, window_ms(t.window), t.retention, seconds(t.use_above)) for t in settings.tiers)
+    tiers = (Tier(t.name, t.window, window_ms(t.window), t.retention, seconds(t.use_above), t.bytes_per_value)
+             for t in settings.tiers)
     return tuple(sorted(tiers, key=lambda t: t.window_ms))
 
 

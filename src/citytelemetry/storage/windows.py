@@ -77,6 +77,14 @@ class DirtyWindows:
             self.changed = True
         return due
 
+    def clear(self) -> int:
+        """Drop every mark (the tiers do not exist yet); returns how many were dropped."""
+        dropped = len(self._marks) + len(self._pending)
+        self._marks.clear()
+        self._pending.clear()
+        self.changed = True
+        return dropped
+
     def restore(self, marks: Iterable[Mark]) -> None:
         """Give back marks that could not be computed; the next cycle tries again."""
         self._marks.update(m for m in marks if m.tier in self._window_ms)
