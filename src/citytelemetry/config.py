@@ -185,7 +185,9 @@ class StorageSettings(Section):
 
     raw_retention: str = Field(default="90d", pattern=r"^(INF|[1-9][0-9]*[hdw])$")
     tiers: tuple[RollupTier, ...] = (
-        RollupTier(name="rollup_1m", window="1m", retention="730d", use_above="2d", bytes_per_value=4.1),
+        # 5 minutes, not 1: a 1-minute rollup of a device that reports every minute is 5 points for 1, and
+        # `storage plan` gave 73 GB a year for 1-minute windows over the district against 54 GB of raw.
+        RollupTier(name="rollup_5m", window="5m", retention="730d", use_above="2d", bytes_per_value=4.1),
         RollupTier(name="rollup_1h", window="1h", retention="INF", use_above="60d", bytes_per_value=6.4),
     )
     systems: dict[Literal["tunnel", "station", "network"], tuple[str, ...]] = {}  # default: every tier

@@ -32,7 +32,7 @@ from tests.conftest import MqttBroker, influx_query
 from .pipeline_harness import pipeline_settings, running_pipeline, shipped_catalog, wait_for
 
 pytestmark = pytest.mark.integration
-MINUTE, HOUR = 60_000, 3_600_000
+FIVE, HOUR = 300_000, 3_600_000  # the default tiers: rollup_5m, rollup_1h
 GAS, FAN = "tun-c001-gas1", "tun-c001-fan"
 
 
@@ -116,9 +116,9 @@ async def test_rollups_equal_the_raw_aggregate_through_late_readings_and_a_resta
     catalog = shipped_catalog()
     devices = Devices(mosquitto, mqtt_topic_prefix)
     real_now = time.time_ns() // 1_000_000
-    minute = real_now - real_now % MINUTE
+    five = real_now - real_now % FIVE
     hour = real_now - real_now % HOUR
-    clock = {"now": real_now}  # the rollup task's view of time: windows from `minute` on stay open
+    clock = {"now": real_now}  # the rollup task's view of time: windows from `five` on stay open
 
     def attach(pipeline: Pipeline) -> None:
         assert pipeline.rollups is not None
@@ -131,26 +131,26 @@ async def test_rollups_equal_the_raw_aggregate_through_late_readings_and_a_resta
         async with running_pipeline(settings, catalog) as first:
             attach(first)
             sent_before = 0
-            for k in range(24):  # four closed minutes and the open one, 12 s apart
+            for k in range(24):  # four closed 5-minute windows and the open one, a minute apart
                 for device in (GAS, FAN):
-                    await asyncio.to_thread(devices.send, device, minute - 4 * MINUTE + k * 12_000 + 7, k)
+                    await asyncio.to_thread(devices.send, device, five - 4 * FIVE + k * 60_000 + 7, k)
             await settled(first)
-            await wait_for(lambda: _rows(influxdb, influx_db_name, 'SELECT * FROM "rollup_1m"."tunnel_fan_count"'),
+            await wait_for(lambda: _rows(influxdb, influx_db_name, 'SELECT * FROM "rollup_5m"."tunnel_fan_count"'),
                            30, "the first closed windows rolled up")
-            # Late: into a minute already computed, and two hours back (an hour window of its own).
+            # Late: into a window already computed, and two hours back (an hour window of its own).
             for k in range(3):
-                await asyncio.to_thread(devices.send, GAS, minute - 4 * MINUTE + 1_000 + k * 3_000, 100 + k)
-                await asyncio.to_thread(devices.send, FAN, hour - 2 * HOUR + 5 * MINUTE + k * 61_000, 200 + k)
+                await asyncio.to_thread(devices.send, GAS, five - 4 * FIVE + 1_000 + k * 3_000, 100 + k)
+                await asyncio.to_thread(devices.send, FAN, hour - 2 * HOUR + FIVE + k * 61_000, 200 + k)
             await settled(first)
-            late = (minute - 4 * MINUTE, GAS)
-            await wait_for(lambda: _rows(influxdb, influx_db_name, 'SELECT "o2", "device" FROM "rollup_1m".'
-                                         '"tunnel_multigas_count"').get(late) == {"o2": 8}, 30, "the late minute")
-            assert pipeline_windows_open(first) > 0  # stopped mid-window: the open minute and hour are pending
+            late = (five - 4 * FIVE, GAS)
+            await wait_for(lambda: _rows(influxdb, influx_db_name, 'SELECT "o2", "device" FROM "rollup_5m".'
+                                         '"tunnel_multigas_count"').get(late) == {"o2": 8}, 30, "the late window")
+            assert pipeline_windows_open(first) > 0  # stopped mid-window: the open window and hour are pending
         sent_before = devices.sent
         async with running_pipeline(settings, catalog) as second:
             attach(second)
-            for k in range(3):  # the open minute goes on after the restart, for one device only
-                await asyncio.to_thread(devices.send, FAN, minute + 30_000 + k * 5_000, 300 + k)
+            for k in range(3):  # the open window goes on after the restart, for one device only
+                await asyncio.to_thread(devices.send, FAN, five + 30_000 + k * 5_000, 300 + k)
             await settled(second)
             assert second.rollups is not None
             task = second.rollups
@@ -161,10 +161,10 @@ async def test_rollups_equal_the_raw_aggregate_through_late_readings_and_a_resta
         devices.close()
     compared = _compare_everything(influxdb, influx_db_name, hour - 3 * HOUR, real_now + HOUR)
     # Every window that got a reading, in each of the five aggregate measurements of its type.
-    windows = {(w, device, ts - ts % w) for device, ts in devices.stamps for w in (MINUTE, HOUR)}
+    windows = {(w, device, ts - ts % w) for device, ts in devices.stamps for w in (FIVE, HOUR)}
     assert compared == len(windows) * 5
-    gas_open = _rows(influxdb, influx_db_name, 'SELECT "o2", "device" FROM "rollup_1m"."tunnel_multigas_count"')
-    assert gas_open[(minute, GAS)] == {"o2": 4}  # only the checkpoint could bring this window back
+    gas_open = _rows(influxdb, influx_db_name, 'SELECT "o2", "device" FROM "rollup_5m"."tunnel_multigas_count"')
+    assert gas_open[(five, GAS)] == {"o2": 4}  # only the checkpoint could bring this window back
 
 
 def pipeline_windows_open(pipeline: Pipeline) -> int:

@@ -22,7 +22,7 @@ from .catalog_fixture import make_catalog
 
 GAS = "tunnel_multigas"
 DEVICE = "tun-c001-gas1"
-MINUTE, HOUR = 60_000, 3_600_000
+MINUTE, FIVE, HOUR = 60_000, 300_000, 3_600_000
 
 
 def _windows() -> DirtyWindows:
@@ -46,9 +46,9 @@ def test_schema_gives_numbers_five_aggregates_and_states_two() -> None:
 def test_window_statement_groups_by_window_and_every_tag() -> None:
     rollup = rollup_schema(make_catalog())[GAS]
     tier = rollup_tiers(StorageSettings())[0]
-    text = window_statement(rollup, tier, 120_000, 180_000, ("a", "b"), raw_rp="autogen")
-    assert text.endswith('FROM "autogen"."tunnel_multigas" WHERE time >= 120000ms AND time < 180000ms '
-                         """AND ("device" = 'a' OR "device" = 'b') GROUP BY time(1m), * fill(none)""")
+    text = window_statement(rollup, tier, 300_000, 600_000, ("a", "b"), raw_rp="autogen")
+    assert text.endswith('FROM "autogen"."tunnel_multigas" WHERE time >= 300000ms AND time < 600000ms '
+                         """AND ("device" = 'a' OR "device" = 'b') GROUP BY time(5m), * fill(none)""")
 
 
 def test_rollup_lines_type_each_value_by_the_profile_not_by_the_json() -> None:
@@ -72,15 +72,15 @@ def test_rollup_lines_type_each_value_by_the_profile_not_by_the_json() -> None:
 
 def test_a_reading_marks_its_window_in_every_tier_and_late_ones_are_due_at_once() -> None:
     windows = _windows()
-    now = 10 * HOUR + 30 * MINUTE + 5_000
+    now = 10 * HOUR + 30 * MINUTE + 5_000  # 10:30:05
     windows.observe([_reading(now - 1_000), _reading(now - 2_000), _reading(3 * HOUR + 7), _reading(now, "ct_x")])
     assert windows.take_due(now, grace_ms=0) == []  # not committed: the lines may not be in the sink yet
     windows.commit()
     assert len(windows) == 4  # two windows per tier; the unknown measurement is skipped
     assert sorted(windows.take_due(now, grace_ms=30_000)) == [
-        Mark("rollup_1h", GAS, DEVICE, 3 * HOUR), Mark("rollup_1m", GAS, DEVICE, 3 * HOUR)]
-    assert windows.take_due(now + MINUTE, grace_ms=30_000) == []  # 10:30 closes at 10:31, due at 10:31:30
-    assert windows.take_due(now + MINUTE + 25_000, grace_ms=30_000) == [Mark("rollup_1m", GAS, DEVICE, now - 5_000)]
+        Mark("rollup_1h", GAS, DEVICE, 3 * HOUR), Mark("rollup_5m", GAS, DEVICE, 3 * HOUR)]
+    assert windows.take_due(now + FIVE, grace_ms=30_000) == []  # 10:30 closes at 10:35, due at 10:35:30
+    assert windows.take_due(now + FIVE + 25_000, grace_ms=30_000) == [Mark("rollup_5m", GAS, DEVICE, now - 5_000)]
     assert len(windows) == 1  # the hour is still open
 
 
@@ -101,19 +101,19 @@ def test_marks_survive_a_checkpoint_and_failed_ones_come_back(tmp_path: Path) ->
 
 def test_a_restart_recomputes_the_last_windows_of_every_device() -> None:
     windows = _windows()
-    windows.mark_recent(2 * HOUR + 90_000, 2)
+    windows.mark_recent(2 * HOUR + 390_000, 2)
     assert sorted(windows.take_due(10 * HOUR, 0)) == [
         Mark("rollup_1h", GAS, ALL_DEVICES, HOUR), Mark("rollup_1h", GAS, ALL_DEVICES, 2 * HOUR),
-        Mark("rollup_1m", GAS, ALL_DEVICES, 2 * HOUR), Mark("rollup_1m", GAS, ALL_DEVICES, 2 * HOUR + MINUTE)]
+        Mark("rollup_5m", GAS, ALL_DEVICES, 2 * HOUR), Mark("rollup_5m", GAS, ALL_DEVICES, 2 * HOUR + FIVE)]
 
 
 def test_plan_counts_points_and_values_per_tier_from_the_cadence() -> None:
     catalog = make_catalog()
-    raw, minute, hour = storage_plan(StorageSettings(), catalog, rollup_schema(catalog))
+    raw, five, hour = storage_plan(StorageSettings(), catalog, rollup_schema(catalog))
     assert raw.total_points_per_day == 8640  # every 10 s
     assert raw.total_values_per_day == 8640 * 6  # five fields and seq
-    assert minute.total_points_per_day == 1440 * 5  # one point per aggregate measurement per window
-    assert minute.total_values_per_day == 1440 * (4 * 5 + 2 * 2)
+    assert five.total_points_per_day == 288 * 5  # one point per aggregate measurement per window
+    assert five.total_values_per_day == 288 * (4 * 5 + 2 * 2)
     assert hour.total_values_per_day == 24 * 24
     assert raw.bytes_per_year == pytest.approx(8640 * 6 * 365 * StorageSettings().raw_bytes_per_value)
     assert raw.bytes_held == pytest.approx(8640 * 6 * 90 * StorageSettings().raw_bytes_per_value)
@@ -123,14 +123,14 @@ def test_plan_counts_points_and_values_per_tier_from_the_cadence() -> None:
 def test_a_system_can_keep_fewer_tiers() -> None:
     catalog = make_catalog()
     settings = StorageSettings(systems={"tunnel": ("rollup_1h",)})
-    _, minute, hour = storage_plan(settings, catalog, rollup_schema(catalog))
-    assert minute.total_points_per_day == 0
+    _, five, hour = storage_plan(settings, catalog, rollup_schema(catalog))
+    assert five.total_points_per_day == 0
     assert hour.total_points_per_day == 24 * 5
 
 
 def test_storage_settings_refuse_unknown_tiers(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
-    config.write_text('[storage.systems]\nnetwork = ["rollup_5m"]\n')
+    config.write_text('[storage.systems]\nnetwork = ["rollup_1d"]\n')
     with pytest.raises(ConfigError, match="unknown tiers"):
         load_settings(config)
 
@@ -141,10 +141,10 @@ def test_retention_statements_create_or_alter_only_what_differs() -> None:
     assert statements(storage, influx) == [
         'CREATE DATABASE "ct"',
         'CREATE RETENTION POLICY "autogen" ON "ct" DURATION 90d REPLICATION 1',
-        'CREATE RETENTION POLICY "rollup_1m" ON "ct" DURATION 730d REPLICATION 1',
+        'CREATE RETENTION POLICY "rollup_5m" ON "ct" DURATION 730d REPLICATION 1',
         'CREATE RETENTION POLICY "rollup_1h" ON "ct" DURATION INF REPLICATION 1',
         'CREATE RETENTION POLICY "ct_meta" ON "ct" DURATION INF REPLICATION 1']
-    shown = {"autogen": "0s", "rollup_1m": "17520h0m0s", "rollup_1h": "0s", "ct_meta": "0s"}
+    shown = {"autogen": "0s", "rollup_5m": "17520h0m0s", "rollup_1h": "0s", "ct_meta": "0s"}
     assert statements(storage, influx, shown) == ['ALTER RETENTION POLICY "autogen" ON "ct" DURATION 90d']
 
 

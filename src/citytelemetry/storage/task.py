@@ -150,7 +150,7 @@ class RollupTask:
 
     async def aclose(self) -> None:
         """Keep every mark for the next start (nothing is computed at stop: the raw data may still be coming)."""
-        if self.ready or len(self.windows):
+        if self.ready:  # not ready: the marks would be dropped anyway (and no stray file is written)
             with contextlib.suppress(OSError):
                 self.windows.save(self._checkpoint)
         await self.rollups.aclose()
