@@ -141,21 +141,28 @@ class CsvSink:
     def __init__(self, out: TextIO, cols: Sequence[Column]) -> None:
         self._writer = csv.writer(out, lineterminator="\n")
         self._out = out
+        self._kinds = [c.kind for c in cols]
         self._writer.writerow(["time", *(c.header for c in cols)])
 
     def write(self, rows: list[Row]) -> None:
-        self._writer.writerows([_iso(r[0]), *(_csv_value(v) for v in r[1:])] for r in rows)
+        kinds = self._kinds
+        self._writer.writerows([_iso(r[0]), *(_csv_value(v, k) for v, k in zip(r[1:], kinds, strict=True))]
+                               for r in rows)
 
     def close(self) -> None:
         self._out.flush()
 
 
-def _csv_value(value: Any) -> Any:
+def _csv_value(value: Any, kind: Kind | None) -> Any:
+    if value is None:
+        return ""
     if value is True:
         return "true"
     if value is False:
         return "false"
-    return "" if value is None else value
+    if kind is Kind.FLOAT:
+        return repr(float(value))  # InfluxDB's JSON says 20 for 20.0; a float column stays a float
+    return value
 
 
 class ParquetSink:
