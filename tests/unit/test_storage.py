@@ -8,11 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from citytelemetry.cli.storage import parse_time
 from citytelemetry.config import ConfigError, InfluxSettings, RollupTier, StorageSettings, load_settings
+from citytelemetry.dashboards.influxql import TIER_VARIABLE
 from citytelemetry.records import Reading
 from citytelemetry.storage.plan import storage_plan
 from citytelemetry.storage.query import Series
-from citytelemetry.storage.retention import influx2_commands, range_choices, statements, tier_lines
+from citytelemetry.storage.retention import (
+    META_RP,
+    TIERS_MEASUREMENT,
+    influx2_commands,
+    range_choices,
+    statements,
+    tier_lines,
+)
 from citytelemetry.storage.rollup import rollup_lines, window_statement
 from citytelemetry.storage.schema import Aggregate, rollup_schema
 from citytelemetry.storage.tiers import rollup_tiers, tiers_by_device
@@ -157,3 +166,13 @@ def test_dashboards_read_the_tier_of_the_range() -> None:
         'ct_storage_tiers,tier=r1h rp="r1h",min_range_ms=2592000000i,max_range_ms=1000000000000000i 0')
     commands = influx2_commands(storage, InfluxSettings(bucket="city", org="district"))
     assert "influx bucket create --name city_r1h --retention 0 --org district" in commands
+
+
+def test_the_dashboards_tier_variable_reads_what_apply_writes() -> None:
+    assert f'FROM "{META_RP}"."{TIERS_MEASUREMENT}"' in TIER_VARIABLE
+
+
+def test_export_times_parse_as_utc() -> None:
+    assert parse_time("2026-01-31") == 1_769_817_600_000
+    assert parse_time("2026-01-31T12:00:00+08:00") == 1_769_817_600_000 + 4 * HOUR
+    assert abs(parse_time("now-7d") - (parse_time("now") - 7 * 86_400_000)) < 1000
