@@ -45,13 +45,15 @@ class DirtyWindows:
 
     def observe(self, readings: Sequence[Reading]) -> None:
         """Accepted readings of one message (status records and unknown devices are skipped)."""
-        marks, measurements = self._pending, self._measurements
+        # Once per accepted reading: plain tuples (a NamedTuple costs a call each; they compare equal).
+        add, measurements, tiers = self._pending.add, self._measurements, self._tiers
         for reading in readings:
-            if reading.measurement not in measurements:
+            measurement = reading.measurement
+            if measurement not in measurements:
                 continue
-            ts = reading.timestamp_ms
-            for name, window in self._tiers.get(reading.device_id, ()):
-                marks.add(Mark(name, reading.measurement, reading.device_id, ts - ts % window))
+            ts, device = reading.timestamp_ms, reading.device_id
+            for name, window in tiers.get(device, ()):
+                add((name, measurement, device, ts - ts % window))  # type: ignore[arg-type]
 
     def commit(self) -> None:
         """The sink has taken the lines of everything observed so far: those windows may be computed."""
@@ -71,7 +73,8 @@ class DirtyWindows:
 
     def take_due(self, now_ms: int, grace_ms: int) -> list[Mark]:
         """Remove and return the marks of windows that closed at least ``grace_ms`` ago."""
-        due = [m for m in self._marks if m.start_ms + self._window_ms.get(m.tier, 0) + grace_ms <= now_ms]
+        window_ms = self._window_ms
+        due = [Mark(*m) for m in self._marks if m[3] + window_ms.get(m[0], 0) + grace_ms <= now_ms]
         self._marks.difference_update(due)
         if due:
             self.changed = True
