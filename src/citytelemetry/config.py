@@ -177,7 +177,7 @@ class RollupTier(Section):
     window: str = Field(pattern=r"^[1-9][0-9]*[smhd]$")  # an InfluxQL duration: 1m, 1h, 1d
     retention: str = Field(pattern=r"^(INF|[1-9][0-9]*[hdw])$")  # INF: kept forever
     use_above: str = Field(pattern=r"^[1-9][0-9]*[hdw]$")  # dashboards read this tier for longer ranges
-    bytes_per_value: float = Field(default=4.1, gt=0)  # on disk, measured: bench/storage_year.py
+    bytes_per_value: float = Field(default=4.4, gt=0)  # on disk, measured: bench/storage_year.py
 
 
 class StorageSettings(Section):
@@ -187,7 +187,7 @@ class StorageSettings(Section):
     tiers: tuple[RollupTier, ...] = (
         # 5 minutes, not 1: a 1-minute rollup of a device that reports every minute is 5 points for 1, and
         # `storage plan` gave 73 GB a year for 1-minute windows over the district against 54 GB of raw.
-        RollupTier(name="rollup_5m", window="5m", retention="730d", use_above="2d", bytes_per_value=4.1),
+        RollupTier(name="rollup_5m", window="5m", retention="730d", use_above="2d", bytes_per_value=4.4),
         RollupTier(name="rollup_1h", window="1h", retention="INF", use_above="60d", bytes_per_value=6.4),
     )
     systems: dict[Literal["tunnel", "station", "network"], tuple[str, ...]] = {}  # default: every tier
