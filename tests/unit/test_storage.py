@@ -176,3 +176,10 @@ def test_export_times_parse_as_utc() -> None:
     assert parse_time("2026-01-31") == 1_769_817_600_000
     assert parse_time("2026-01-31T12:00:00+08:00") == 1_769_817_600_000 + 4 * HOUR
     assert abs(parse_time("now-7d") - (parse_time("now") - 7 * 86_400_000)) < 1000
+
+
+def test_a_broken_checkpoint_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "windows.json"
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ValueError, match="not a rollup checkpoint"):
+        _windows().load(path)

@@ -87,7 +87,12 @@ class RollupTask:
 
     def open(self, recompute_windows: int) -> int:
         """Restore the last run's marks and mark the last windows of every series; returns marks restored."""
-        restored = self.windows.load(self._checkpoint)
+        try:
+            restored = self.windows.load(self._checkpoint)
+        except (OSError, ValueError) as exc:  # ingestion must not wait for a rollup file: recompute instead
+            log.warning("rollups: %s; starting without the last run's marks (`storage backfill` recomputes "
+                        "a range)", exc)
+            restored = 0
         self.windows.mark_recent(self.clock_ms(), recompute_windows)
         return restored
 
