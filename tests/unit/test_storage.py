@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from citytelemetry.cli.main import main
 from citytelemetry.cli.storage import parse_time
 from citytelemetry.config import ConfigError, InfluxSettings, RollupTier, StorageSettings, load_settings
 from citytelemetry.dashboards.influxql import TIER_VARIABLE
@@ -183,3 +184,25 @@ def test_a_broken_checkpoint_is_named(tmp_path: Path) -> None:
     path.write_text("{not json", encoding="utf-8")
     with pytest.raises(ValueError, match="not a rollup checkpoint"):
         _windows().load(path)
+
+
+def test_many_devices_marked_in_one_window_collapse_into_one_mark() -> None:
+    windows = _windows()
+    many = [Mark("rollup_5m", GAS, f"dev-{i}", FIVE) for i in range(150)]
+    windows.restore([*many, Mark("rollup_5m", GAS, DEVICE, 2 * FIVE)])
+    assert sorted(windows.take_due(HOUR, 0)) == [Mark("rollup_5m", GAS, ALL_DEVICES, FIVE),
+                                                  Mark("rollup_5m", GAS, DEVICE, 2 * FIVE)]
+
+
+def test_storage_plan_and_script_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["storage", "plan"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("1637 devices; disk = stored values x measured bytes per value (raw 4.3, rollup_5m 4.4")
+    assert out[2].split()[:3] == ["raw", "-", "90d"]
+    assert out[2].split()[6] == "5,886,432"  # points/day: 1637 devices at their profile cadences
+    assert '  CREATE RETENTION POLICY "rollup_5m" ON "citytelemetry" DURATION 730d REPLICATION 1' in out
+    assert main(["storage", "script"]) == 0
+    script = capsys.readouterr().out.splitlines()
+    assert script[0] == 'CREATE DATABASE "citytelemetry";'
+    assert script[-1] == ('-- ct_storage_tiers,tier=rollup_1h rp="rollup_1h",min_range_ms=5184000000i,'
+                          'max_range_ms=1000000000000000i 0')

@@ -23,11 +23,11 @@ from citytelemetry.sink.line_protocol import NS_PER_MS, format_line
 from citytelemetry.storage.query import InfluxQL, Series
 from citytelemetry.storage.schema import Aggregate, Kind, MeasurementRollup, rollup_measurement
 from citytelemetry.storage.tiers import Tier
-from citytelemetry.storage.windows import ALL_DEVICES, Mark
+from citytelemetry.storage.windows import ALL_DEVICES, COMPACT_ABOVE, Mark
 
 log = logging.getLogger(__name__)
 WRITE_BATCH = 5000  # lines per write, as the pipeline's batches
-DEVICES_PER_QUERY = 100  # more dirty devices than this in one window: the window is computed for all
+DEVICES_PER_QUERY = COMPACT_ABOVE  # more dirty devices than this in one window: computed for all of them
 
 
 def source(measurement: str, retention_policy: str | None) -> str:

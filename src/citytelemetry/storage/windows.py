@@ -19,6 +19,7 @@ from citytelemetry.records import Reading
 from citytelemetry.storage.tiers import Tier
 
 ALL_DEVICES = ""  # a mark for every device of the measurement (recomputing the last windows at start)
+COMPACT_ABOVE = 100  # more marked devices than this in one window: one ALL_DEVICES mark instead
 _VERSION = 1
 
 
@@ -89,8 +90,17 @@ class DirtyWindows:
         return dropped
 
     def restore(self, marks: Iterable[Mark]) -> None:
-        """Give back marks that could not be computed; the next cycle tries again."""
+        """Give back marks that could not be computed; the next cycle tries again. Windows with many marked
+        devices collapse into one mark for all of them, so an InfluxDB outage of a day keeps a few
+        thousand marks, not one per device and window."""
         self._marks.update(m for m in marks if m.tier in self._window_ms)
+        by_window: dict[tuple[str, str, int], list[Mark]] = {}
+        for m in self._marks:
+            by_window.setdefault((m[0], m[1], m[3]), []).append(m)
+        for (tier, measurement, start), group in by_window.items():
+            if len(group) > COMPACT_ABOVE:
+                self._marks.difference_update(group)
+                self._marks.add(Mark(tier, measurement, ALL_DEVICES, start))
         self.changed = True
 
     # -- checkpoint ------------------------------------------------------------------------------
