@@ -206,3 +206,11 @@ def test_storage_plan_and_script_commands(capsys: pytest.CaptureFixture[str]) ->
     assert script[0] == 'CREATE DATABASE "citytelemetry";'
     assert script[-1] == ('-- ct_storage_tiers,tier=rollup_1h rp="rollup_1h",min_range_ms=5184000000i,'
                           'max_range_ms=1000000000000000i 0')
+
+
+def test_a_device_added_by_reload_rolls_up_into_every_tier() -> None:
+    windows = _windows()
+    windows.observe([Reading(GAS, "tun-c999-gas1", (), {"o2": 20.9}, FIVE + 1, 1)])
+    windows.commit()
+    assert sorted(windows.take_due(HOUR + FIVE, 0)) == [Mark("rollup_1h", GAS, "tun-c999-gas1", 0),
+                                                         Mark("rollup_5m", GAS, "tun-c999-gas1", FIVE)]

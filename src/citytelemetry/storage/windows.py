@@ -31,11 +31,13 @@ class Mark(NamedTuple):
 
 
 class DirtyWindows:
-    __slots__ = ("_marks", "_measurements", "_pending", "_tiers", "_window_ms", "changed")
+    __slots__ = ("_all_tiers", "_marks", "_measurements", "_pending", "_tiers", "_window_ms", "changed")
 
     def __init__(self, tiers_by_device: Mapping[str, Sequence[Tier]], measurements: Iterable[str]) -> None:
         self._tiers = {device: tuple((t.name, t.window_ms) for t in tiers) for device, tiers in tiers_by_device.items()}
         self._window_ms = {t.name: t.window_ms for tiers in tiers_by_device.values() for t in tiers}
+        # A device added by `citytelemetry reload` (not known at start) rolls up into every tier.
+        self._all_tiers = tuple(self._window_ms.items())
         self._measurements = frozenset(measurements)
         self._marks: set[Mark] = set()
         self._pending: set[Mark] = set()  # observed, lines not yet in the sink
@@ -45,15 +47,15 @@ class DirtyWindows:
         return len(self._marks)
 
     def observe(self, readings: Sequence[Reading]) -> None:
-        """Accepted readings of one message (status records and unknown devices are skipped)."""
+        """Accepted readings of one message (status records and types unknown at start are skipped)."""
         # Once per accepted reading: plain tuples (a NamedTuple costs a call each; they compare equal).
-        add, measurements, tiers = self._pending.add, self._measurements, self._tiers
+        add, measurements, tiers, every = self._pending.add, self._measurements, self._tiers, self._all_tiers
         for reading in readings:
             measurement = reading.measurement
             if measurement not in measurements:
                 continue
             ts, device = reading.timestamp_ms, reading.device_id
-            for name, window in tiers.get(device, ()):
+            for name, window in tiers.get(device, every):
                 add((name, measurement, device, ts - ts % window))  # type: ignore[arg-type]
 
     def commit(self) -> None:
