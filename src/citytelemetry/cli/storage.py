@@ -103,5 +103,5 @@ async def _backfill(settings: Settings, start_ms: int, end_ms: int) -> int:
         return 1
     finally:
         await rollups.aclose()
-    print(f"{written} rollup points written ({rollups.windows_computed} ranges)")
+    print(f"{written} rollup points written")
     return 0
