@@ -188,6 +188,48 @@ class ServicesSettings(Section):
     victoria_metrics_port: int = Field(default=18428, ge=1, le=65535)
 
 
+class RollupTier(Section):
+    """One rollup tier: min/max/mean/last/count per field per device per ``window``, kept ``retention``."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")  # the 1.x retention policy (2.x: a bucket)
+    window: str = Field(pattern=r"^[1-9][0-9]*[smhd]$")  # an InfluxQL duration: 1m, 1h, 1d
+    retention: str = Field(pattern=r"^(INF|[1-9][0-9]*[hdw])$")  # INF: kept forever
+    use_above: str = Field(pattern=r"^[1-9][0-9]*[hdw]$")  # dashboards read this tier for longer ranges
+    bytes_per_value: float = Field(default=4.4, gt=0)  # on disk, measured: bench/storage_year.py
+
+
+class StorageSettings(Section):
+    """Retention tiers and rollups (docs/storage.md); ``systems`` lists the tiers a system gets."""
+
+    raw_retention: str = Field(default="90d", pattern=r"^(INF|[1-9][0-9]*[hdw])$")
+    tiers: tuple[RollupTier, ...] = (
+        # 5 minutes, not 1: a 1-minute rollup of a device that reports every minute is 5 points for 1, and
+        # `storage plan` gave 73 GB a year for 1-minute windows over the district against 54 GB of raw.
+        RollupTier(name="rollup_5m", window="5m", retention="730d", use_above="2d", bytes_per_value=4.4),
+        RollupTier(name="rollup_1h", window="1h", retention="INF", use_above="60d", bytes_per_value=6.4),
+    )
+    systems: dict[Literal["tunnel", "station", "network"], tuple[str, ...]] = {}  # default: every tier
+    rollups: bool = True  # the pipeline keeps the rollups up to date (needs read access: reader_*)
+    reader_username: str | None = None  # reads raw windows over /query (least privilege: READ only)
+    reader_password: SecretStr | None = None
+    interval_s: float = Field(default=10.0, gt=0, le=3600)  # how often due windows are computed
+    grace_s: float = Field(default=30.0, ge=0)  # a window is computed this long after it closed
+    checkpoint_file: Path = Path(".run/rollup-windows.json")
+    recompute_windows: int = Field(default=3, ge=0, le=1000)  # per tier, at start: lost marks of a crash
+    raw_bytes_per_value: float = Field(default=4.3, gt=0)  # on disk (TSM), measured: bench/storage_year.py
+
+    @model_validator(mode="after")
+    def _known_tiers(self) -> Self:
+        names = [t.name for t in self.tiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tier names repeat: {names}")
+        for system, chosen in self.systems.items():
+            unknown = set(chosen) - set(names)
+            if unknown:
+                raise ValueError(f"systems.{system}: unknown tiers {sorted(unknown)} (tiers: {names})")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
 
@@ -198,6 +240,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = PipelineSettings()
     http: HttpSettings = HttpSettings()
     services: ServicesSettings = ServicesSettings()
+    storage: StorageSettings = StorageSettings()
 
     @classmethod
     def settings_customise_sources(

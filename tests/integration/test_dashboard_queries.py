@@ -2,9 +2,10 @@
 InfluxDB 1.x filled by the real pipeline from simulated district traffic.
 
 Simulator -> mosquitto -> pipeline -> InfluxDB covers the device-type measurements, ct_device_status,
-ct_rejects, ct_pipeline and ct_pipeline_rejects. Two things the simulator cannot produce are written
-here directly, as representative points: ct_alerts (the alerting stage's notifications) and the spool
-fields of ct_pipeline (spool_depth, spool_age_s, redeliveries).
+ct_rejects, ct_pipeline and ct_pipeline_rejects; the storage tiers are applied and the rollups computed from
+that raw data, so long ranges run over the rollups the hidden ``$rp`` variable picks. Two things the simulator
+cannot produce are written here directly, as representative points: ct_alerts (the alerting stage's
+notifications) and the spool fields of ct_pipeline (spool_depth, spool_age_s, redeliveries).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from citytelemetry.dashboards.macros import TimeRange, interpolate
 from citytelemetry.dashboards.results import InfluxQuery, last_values, run_panel
 from citytelemetry.dashboards.transforms import reduce_fields
 from citytelemetry.profiles import Catalog
+from citytelemetry.storage.build import backfill, build_rollups
+from citytelemetry.storage.retention import apply_v1
 from tests.conftest import MqttBroker
 
 from .pipeline_harness import ROOT, publish_and_settle, running_pipeline, shipped_catalog
@@ -98,7 +101,17 @@ def district(mosquitto: MqttBroker, influxdb: str) -> District:
             await publish_and_settle(pipeline, sim, mosquitto.url)
             await asyncio.sleep(2.5)  # a few more self-metrics points after the last message
 
+    async def rollups() -> None:
+        rollups = build_rollups(settings, catalog)
+        now = int(time.time() * 1000)
+        try:
+            assert await backfill(rollups, now - 4 * 3_600_000, now + 60_000) > 0
+        finally:
+            await rollups.aclose()
+
     asyncio.run(run())
+    apply_v1(settings.storage, settings.influx)
+    asyncio.run(rollups())
     _representative_points(influxdb, db, instance)
     return District(InfluxQuery(influxdb, db), sim, catalog, instance)
 
@@ -119,11 +132,23 @@ def _interval(uid: str) -> str:
     return "1s" if uid == "ct-pipeline" else "1m"
 
 
-def _variables(dashboard: dict[str, Any], district: District) -> dict[str, list[str] | None]:
-    """site = hunnan (one value), every other variable All; the tunnel also with two compartments picked."""
+def _tier(dashboard: dict[str, Any], district: District, time_range: TimeRange) -> list[str]:
+    """The hidden storage-tier variable as Grafana resolves it for the range: exactly one retention policy."""
+    [variable] = [v for v in dashboard["templating"]["list"] if v["name"] == "rp"]
+    text = interpolate(variable["query"], variables={}, time_range=time_range, interval="1m")
+    [series] = district.query.run(text)
+    [[_, rp]] = series.values
+    return [rp]
+
+
+def _variables(dashboard: dict[str, Any], district: District,
+               time_range: TimeRange = RANGE) -> dict[str, list[str] | None]:
+    """site = hunnan (one value), every other variable All; rp as resolved for the range."""
     chosen: dict[str, list[str] | None] = {}
     for variable in dashboard["templating"]["list"]:
         chosen[variable["name"]] = ["hunnan"] if variable["name"] == "site" else None
+        if variable["name"] == "rp":
+            chosen["rp"] = _tier(dashboard, district, time_range)
     return chosen
 
 
@@ -131,6 +156,8 @@ def test_every_variable_query_lists_values(dashboards: dict[str, dict[str, Any]]
     for uid, dashboard in dashboards.items():
         variables = _variables(dashboard, district)
         for variable in dashboard["templating"]["list"]:
+            if variable["name"] == "rp":
+                continue  # resolved with the range: test_long_ranges_read_the_rollups
             text = interpolate(variable["query"], variables=variables, time_range=RANGE, interval="1m")
             values = [row[1] for s in district.query.run(text) for row in s.values]
             assert values, f"{uid}: variable {variable['name']}: {text} lists nothing"
@@ -148,6 +175,30 @@ def test_every_panel_query_returns_data(dashboards: dict[str, dict[str, Any]], d
                     empty.append(f"{uid} / {panel['title']} / {target['refId']}: {target['query']}")
     assert ran > 300
     assert not empty, "queries without data:\n" + "\n".join(empty)
+
+
+@pytest.mark.parametrize(("last", "tier", "interval"), [("3h", "autogen", "1m"), ("30d", "rollup_5m", "15m"),
+                                                     ("365d", "rollup_1h", "1h")])
+def test_long_ranges_read_the_rollups(dashboards: dict[str, dict[str, Any]], district: District, last: str,
+                                      tier: str, interval: str) -> None:
+    """Every tiered target over the range's tier returns data (the rollups of the simulated hours; the
+    interval is shorter than Grafana's for such a range so that two hours give rates)."""
+    time_range = TimeRange(last=last)
+    empty, ran = [], 0
+    for uid, dashboard in dashboards.items():
+        if not any(v["name"] == "rp" for v in dashboard["templating"]["list"]):
+            continue
+        variables = _variables(dashboard, district, time_range)
+        assert variables["rp"] == [tier]
+        for panel in _panels(dashboard):
+            tiered = {**panel, "targets": [t for t in panel.get("targets", []) if "$rp" in t["query"]]}
+            for target, series in run_panel(district.query, tiered, variables=variables, time_range=time_range,
+                                            interval=interval):
+                ran += 1
+                if not any(s.values for s in series):
+                    empty.append(f"{uid} / {panel['title']} / {target['refId']}: {target['query']}")
+    assert ran > 150
+    assert not empty, f"{tier}: queries without data:\n" + "\n".join(empty)
 
 
 def test_multi_value_selection_narrows_the_tunnel(dashboards: dict[str, dict[str, Any]], district: District) -> None:

@@ -314,13 +314,19 @@ def test_up_is_idempotent_and_down_stops_what_it_started(tmp_path: Path) -> None
     try:
         code, out, err = _command("up", settings)
         assert (code, err) == (0, "")
-        assert [line.split()[-1] for line in out.splitlines()] == ["(started)"] * 3
-        first = _pids(out)
+        *services, tiers = out.splitlines()
+        assert [line.split()[-1] for line in services] == ["(started)"] * 3
+        assert tiers == ("retention policies of 'citytelemetry': autogen 90d, rollup_5m 730d, rollup_1h INF, "
+                         "ct_meta INF")
+        shown = influx_query(settings.influx.url, "citytelemetry", "SHOW RETENTION POLICIES")[0]["values"]
+        assert [(name, duration) for name, duration, *_ in shown] == [
+            ("autogen", "2160h0m0s"), ("rollup_5m", "17520h0m0s"), ("rollup_1h", "0s"), ("ct_meta", "0s")]
+        first = _pids("\n".join(services))
 
         code, out, err = _command("up", settings)
         assert (code, err) == (0, "")
-        assert [line.split("  ")[-1] for line in out.splitlines()] == ["(already running)"] * 3
-        assert _pids(out) == first
+        assert [line.split("  ")[-1] for line in out.splitlines()[:-1]] == ["(already running)"] * 3
+        assert _pids("\n".join(out.splitlines()[:-1])) == first
 
         code, out, _ = _command("status", settings)
         assert code == 0

@@ -118,8 +118,8 @@ def test_system_dashboards_have_the_four_variables(dashboards: dict[str, dict[st
     location = {"ct-tunnel": "compartment", "ct-station": "unit", "ct-network": "node"}
     for uid, tag in location.items():
         names = [v["name"] for v in dashboards[uid]["templating"]["list"]]
-        assert names == ["site", "device_type", tag, "device"]
-        for v in dashboards[uid]["templating"]["list"]:
+        assert names == ["site", "device_type", tag, "device", "rp"]  # rp: the storage tier (hidden)
+        for v in dashboards[uid]["templating"]["list"][:-1]:
             assert (v["multi"], v["includeAll"], v["allValue"]) == (True, True, ".*")
 
 
@@ -170,12 +170,12 @@ def test_a_new_device_type_gets_its_panels_without_code_changes(tmp_path: Path, 
     assert len(after["panels"]) == len(before["panels"]) + 5
     new = {p["title"]: p["type"] for p in _panels(after)
            if (p["type"] == "row" and "tunnel_smoke" in p["title"])
-           or any('"tunnel_smoke"' in t["query"] for t in p.get("targets", []))}
+           or any(re.search(r'"tunnel_smoke"|/\^tunnel_smoke\(', t["query"]) for t in p.get("targets", []))}
     assert new == {"tunnel_smoke: Aspirating smoke detector": "row", "Smoke obscuration": "timeseries",
                    "Alarm state per device": "state-timeline", "tunnel_smoke: states needing attention": "table",
                    "tunnel_smoke: Smoke obscuration, compartment \u00d7 time": "heatmap"}
     [smoke] = [p for p in _panels(after) if p["title"] == "Smoke obscuration"]
-    assert '"tunnel_smoke"' in smoke["targets"][0]["query"]
+    assert '"$rp"./^tunnel_smoke(_max)?$/' in smoke["targets"][0]["query"]
     assert [s["value"] for s in smoke["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [None, 0.5, 2]
     assert "tunnel_smoke" in after["templating"]["list"][0]["query"]
     # The overview counts the new type in coverage and completeness.

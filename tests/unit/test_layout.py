@@ -50,4 +50,4 @@ def test_help_lists_every_command() -> None:
     help_text = _parser().format_help()
     assert [name for name in COMMANDS if name not in help_text] == []
     assert set(COMMANDS) == {"run", "reload", "demo", "profiles", "services", "config", "dashboards", "alerts",
-                             "security", "check", "deadletters"}
+                             "security", "check", "deadletters", "storage", "export"}

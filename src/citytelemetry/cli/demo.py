@@ -24,6 +24,7 @@ from citytelemetry.profiles import load_catalog
 from citytelemetry.run import Pipeline, make_pipeline
 from citytelemetry.security.local import local_credentials
 from citytelemetry.services import ManagedService, ServiceError, managed_services, port_is_free
+from citytelemetry.storage.retention import RetentionError, apply_v1
 
 if TYPE_CHECKING:
     from simulators.district import DistrictSimulator
@@ -176,6 +177,13 @@ def run_demo(settings: Settings, *, duration_s: float, rate: float, seed: int, b
         started = _start_services(settings)
     except ServiceError as exc:
         print(f"cannot start local services: {exc}")
+        return 1
+    try:
+        apply_v1(settings.storage, settings.influx)  # the retention tiers: the pipeline keeps the rollups
+    except RetentionError as exc:
+        print(f"cannot create the retention tiers: {exc}")
+        for service in reversed(started):
+            service.stop()
         return 1
     # The local broker runs with credentials and ACLs written from the inventory: the pipeline logs in
     # with its own account; the simulator, one process speaking for 1,637 devices, as the site gateway

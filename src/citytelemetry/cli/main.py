@@ -24,6 +24,7 @@ COMMANDS = {
     "run": "run", "reload": "reload", "demo": "demo", "profiles": "profiles", "services": "services",
     "config": "config", "dashboards": "dashboards", "alerts": "alerts", "security": "security",
     "check": "check", "deadletters": "deadletters",
+    "storage": "storage", "export": "export",
 }
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program killed by it

@@ -1,7 +1,8 @@
 """``citytelemetry services up|down|status``: the local broker, database and alertmanager for dev runs.
 
 The broker runs with a password file and ACLs generated from the inventory (anonymous access off)
-(``services.stack``, docs/security.md).
+(``services.stack``, docs/security.md). ``up`` also creates the database's retention tiers (raw and the
+rollup tiers of ``[storage]``, docs/storage.md).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def services_command(
         err.write(f"error: {exc}\n")
         return EXIT_FAILED
     if action == "up":
-        return _up(services, out, err)
+        code = _up(services, out, err)
+        return _tiers(settings, out, err) if code == EXIT_OK else code
     if action == "down":
         return _down(services, out)
     return _status(services, out)
@@ -77,6 +79,25 @@ def _up(services: list[ManagedService], out: TextIO, err: TextIO) -> int:
     for service in services:
         note = "started" if service in started else "already running"
         out.write(f"{service.status().line()}  ({note})\n")
+    return EXIT_OK
+
+
+def _tiers(settings: Settings, out: TextIO, err: TextIO) -> int:
+    """The local influxd runs without authentication: the tiers are created as anonymous."""
+    from citytelemetry.security.local import security_dir
+    from citytelemetry.security.tls import LocalPki
+    from citytelemetry.storage.retention import RetentionError, apply_v1, policies
+
+    ca_file = settings.influx.ca_file
+    if ca_file is None and settings.influx.url.startswith("https:"):
+        ca_file = LocalPki(security_dir(settings) / "tls").ca.cert  # the server certificate `up` made
+    try:
+        apply_v1(settings.storage, settings.influx, ca_file=ca_file)
+    except RetentionError as exc:
+        err.write(f"error: storage tiers: {exc}\n")
+        return EXIT_FAILED
+    tiers = ", ".join(f"{p.name} {p.duration}" for p in policies(settings.storage, settings.influx))
+    out.write(f"retention policies of {settings.influx.database!r}: {tiers}\n")
     return EXIT_OK
 
 

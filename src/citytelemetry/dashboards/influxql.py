@@ -3,6 +3,11 @@
 Macros used: ``$timeFilter``, ``$__interval``, ``$__range_s`` and the template variables
 ``$site``, ``$device_type``, ``$device`` and the dashboard's location variable (``$compartment``,
 ``$unit``, ``$node``), always in ``"tag" =~ /^$var$/`` form so multi-value and All selections work.
+
+Rollups (docs/storage.md): ``tiered(measurement, aggregate)`` reads ``"$rp"./^T(_agg)?$/``, where the
+hidden variable ``$rp`` (``TIER_VARIABLE``) is the retention policy for the dashboard's time range: the raw
+one (which holds ``T``) for short ranges, a rollup tier (which holds ``T_agg``) for long ones. The same
+text then reads ``max`` of the raw values or of the window maxima, ``last`` of the last values, and so on.
 """
 
 # ruff: noqa: S608 - InfluxQL, not SQL: identifiers come from the profile schema ([a-z0-9_]) and are quoted
@@ -24,6 +29,16 @@ def var_match(tag: str, variable: str | None = None) -> str:
     return f"{ident(tag)} =~ /^${variable or tag}$/"
 
 
+RP = "rp"
+TIER_VARIABLE = ('SELECT "rp" FROM "ct_meta"."ct_storage_tiers" WHERE $__to - $__from > "min_range_ms" '
+                 'AND $__to - $__from <= "max_range_ms"')
+
+
+def tiered(measurement: str, aggregate: str) -> str:
+    """The raw measurement or its ``aggregate`` rollup, whichever the range's retention policy holds."""
+    return f'"${RP}"./^{measurement}(_{aggregate})?$/'
+
+
 def where(*clauses: str) -> str:
     return " AND ".join(("$timeFilter", *clauses))
 
@@ -32,26 +47,26 @@ def measurements_regex(names: Iterable[str]) -> str:
     return "/^(" + "|".join(sorted(names)) + ")$/"
 
 
-def aggregate_band(measurement: str, field: str, filters: Sequence[str]) -> str:
-    """Worst high, mean and worst low across the selected devices per interval."""
-    f = ident(field)
-    return (f'SELECT max({f}) AS "max", mean({f}) AS "mean", min({f}) AS "min" FROM {ident(measurement)} '
-            f"WHERE {where(*filters)} GROUP BY time($__interval) fill(none)")
+def aggregate_band(measurement: str, field: str, filters: Sequence[str]) -> list[str]:
+    """Worst high, mean and worst low across the selected devices per interval: three statements, as a
+    rollup keeps each aggregate in its own measurement."""
+    return [f"SELECT {name}({ident(field)}) AS {ident(name)} FROM {tiered(measurement, name)} "
+            f"WHERE {where(*filters)} GROUP BY time($__interval) fill(none)" for name in ("max", "mean", "min")]
 
 
 def last_by(measurement: str, field: str, filters: Sequence[str], tag: str) -> str:
-    return (f"SELECT last({ident(field)}) AS {ident(field)} FROM {ident(measurement)} WHERE {where(*filters)} "
+    return (f"SELECT last({ident(field)}) AS {ident(field)} FROM {tiered(measurement, 'last')} WHERE {where(*filters)} "
             f"GROUP BY time($__interval), {ident(tag)} fill(none)")
 
 
 def max_by(measurement: str, field: str, filters: Sequence[str], tag: str) -> str:
-    return (f"SELECT max({ident(field)}) AS {ident(field)} FROM {ident(measurement)} WHERE {where(*filters)} "
+    return (f"SELECT max({ident(field)}) AS {ident(field)} FROM {tiered(measurement, 'max')} WHERE {where(*filters)} "
             f"GROUP BY time($__interval), {ident(tag)} fill(none)")
 
 
 def counter_rate(measurement: str, field: str, filters: Sequence[str], per: str = "1h") -> str:
     """Sum over devices of each cumulative register's increase per ``per`` (kWh/h = kW, GJ/h, m³/h)."""
-    inner = (f'SELECT non_negative_derivative(max({ident(field)}), {per}) AS "rate" FROM {ident(measurement)} '
+    inner = (f'SELECT non_negative_derivative(max({ident(field)}), {per}) AS "rate" FROM {tiered(measurement, "max")} '
              f'WHERE {where(*filters)} GROUP BY time($__interval), "device" fill(none)')
     return (f'SELECT sum("rate") AS {ident(field)} FROM ({inner}) WHERE $timeFilter '
             "GROUP BY time($__interval) fill(none)")
@@ -61,7 +76,8 @@ def summed_mean(measurement: str, field: str, filters: Sequence[str], coefficien
                 *, over_time: bool = True) -> str:
     """Per device mean, summed over devices (total power), times ``coefficient``."""
     by_time = "time($__interval), " if over_time else ""
-    inner = (f'SELECT mean({ident(field)}) AS "v" FROM {ident(measurement)} WHERE {where(*filters)} '
+    # Over a rollup: the mean of the window means (equal to the raw mean where windows hold equal counts).
+    inner = (f'SELECT mean({ident(field)}) AS "v" FROM {tiered(measurement, "mean")} WHERE {where(*filters)} '
              f'GROUP BY {by_time}"device" fill(none)')
     scale = "" if coefficient == 1.0 else f" * {coefficient!r}"
     outer_group = " GROUP BY time($__interval) fill(none)" if over_time else ""

@@ -6,6 +6,7 @@ would send:
 - ``$timeFilter``: ``time >= now() - 6h`` for a range relative to now, ``time >= Xms and time <= Yms``
   for an absolute one;
 - ``$__interval`` / ``$interval``: the group-by interval (``10s``); ``$__range_s``, ``$__range_ms``, ``$__range``;
+  ``$__from`` / ``$__to``: the range's ends in epoch ms (the storage-tier variable compares their difference);
 - query variables used as ``/^$var$/``: All gives the variable's ``allValue`` (``.*``) verbatim; chosen
   values are regex-escaped, several joined as ``(a|b)`` (Grafana's ``interpolateQueryExpr``).
 """
@@ -13,6 +14,7 @@ would send:
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -75,7 +77,10 @@ def auto_interval(time_range: TimeRange, max_points: int = 200, minimum_s: int =
 
 def interpolate(query: str, *, variables: Mapping[str, Sequence[str] | None], time_range: TimeRange,
                 interval: str) -> str:
+    end_ms = time_range.end_ms if time_range.last is None and time_range.end_ms is not None else \
+        time.time_ns() // 1_000_000
     builtins = {
+        "__from": str(end_ms - int(time_range.seconds * 1000)), "__to": str(end_ms),
         "timeFilter": time_range.filter, "__interval": interval, "interval": interval,
         "__range_s": str(int(time_range.seconds)), "__range_ms": str(int(time_range.seconds * 1000)),
         "__range": f"{int(time_range.seconds)}s",

@@ -10,6 +10,7 @@ stable uid, sequential panel ids, keys sorted when written.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from grafanalib import core
 from grafanalib._gen import DashboardEncoder
 
-from citytelemetry.dashboards.influxql import ident, string
+from citytelemetry.dashboards.influxql import RP, TIER_VARIABLE, ident, string
 from citytelemetry.dashboards.panels import DATASOURCE
 
 SCHEMA_VERSION = 39
@@ -96,6 +97,13 @@ def _current_all(template: dict[str, Any]) -> dict[str, Any]:
     return template
 
 
+def tier_template() -> dict[str, Any]:
+    """The hidden ``$rp``: the retention policy for the time range, re-read on every range change."""
+    return {"name": RP, "label": "Storage tier", "type": "query", "datasource": DATASOURCE, "query": TIER_VARIABLE,
+            "definition": TIER_VARIABLE, "refresh": 2, "hide": 2, "includeAll": False, "multi": False,
+            "current": {}, "options": [], "sort": 0}
+
+
 def finalize(spec: DashboardSpec) -> dict[str, Any]:
     dashboard = core.Dashboard(
         title=spec.title, uid=spec.uid, description=spec.description, tags=sorted(spec.tags),
@@ -109,6 +117,8 @@ def finalize(spec: DashboardSpec) -> dict[str, Any]:
         data.pop(key, None)
     data["panels"] = [_clean_panel(p) for p in data["panels"]]
     data["templating"]["list"] = [_current_all(t) for t in data["templating"]["list"]]
+    if re.search(rf"\${RP}\b", json.dumps(data["panels"])):
+        data["templating"]["list"].append(tier_template())
     return data
 
 

@@ -61,7 +61,8 @@ def numeric_panel(profile: DeviceProfile, key: str, m: Measurement, filters: Seq
                           unit=grafana_unit(f"{m.unit}/h" if m.unit != "kWh" else "kW"))
     return timeseries(m.description, describe(key, m) + " Lines: highest, mean and lowest of the selected "
                       "devices per interval; threshold lines from the profile.",
-                      [Query(q.aggregate_band(profile.type, key, filters), alias="$col")],
+                      [Query(text, alias=name) for text, name in zip(q.aggregate_band(profile.type, key, filters),
+                                                                     ("max", "mean", "min"), strict=True)],
                       unit=grafana_unit(m.unit), thresholds=threshold_steps(m))
 
 

@@ -81,6 +81,12 @@ def build_pipeline(settings: Settings, catalog: Catalog, *, writer: LineWriter |
         stats.alerts = evaluator.counters
         handler.evaluator = evaluator
         evaluator.follow(ConsumerLag(handler, settings.mqtt.receive_maximum))
+    rollups = None
+    if settings.storage.rollups:
+        from citytelemetry.storage.build import build_rollup_task
+
+        rollups = build_rollup_task(settings, catalog, sink)
+        handler.rollup_windows = rollups.windows.observe
     reporter = SelfMetricsReporter(stats, completeness, validator.sequences, sink, instance=instance,
                                    interval_s=p.selfmetrics_interval_s)
     reloader = Reloader(settings, ReloadParts(
@@ -89,7 +95,8 @@ def build_pipeline(settings: Settings, catalog: Catalog, *, writer: LineWriter |
     return Pipeline(settings, PipelineParts(
         catalog=catalog, stats=stats, handler=handler, sink=sink, writer=writer, spool=spool,
         deadletter_store=store,
-        completeness=completeness, notices=notices, reporter=reporter, evaluator=evaluator, reloader=reloader))
+        completeness=completeness, notices=notices, reporter=reporter, evaluator=evaluator, reloader=reloader,
+        rollups=rollups))
 
 
 def _reloadable(evaluator: AlertEvaluator | None) -> AlertEngine | None:

@@ -10,6 +10,7 @@ of coroutines so that scripts/compile_hotpath.py can compile it with mypyc.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 
 from citytelemetry.contracts import AlertEvaluator, InboundMessage, OnDurable, Validator
 from citytelemetry.deadletters.outlet import DeadLetterOutlet
@@ -27,6 +28,8 @@ from citytelemetry.validate.decode import excerpt
 
 log = logging.getLogger("citytelemetry.pipeline")  # the operator's view: one logger for the pipeline
 
+ObserveReadings = Callable[[Sequence[Reading]], None]  # e.g. the rollups' dirty windows (storage/windows.py)
+
 
 class MessageHandler:
     def __init__(self, catalog: Catalog, validator: Validator, stats: PipelineStats,
@@ -37,6 +40,7 @@ class MessageHandler:
         self.stats = stats
         self.completeness = completeness
         self.evaluator = evaluator
+        self.rollup_windows: ObserveReadings | None = None  # marks the windows the readings fall in
         self.source: BrokerSource | None = None  # the connected source (None between connections): the
         # in-flight gauge here and the pipeline's dead-letter notices read it
         self._outlet = outlet
@@ -52,8 +56,8 @@ class MessageHandler:
         system = self._system_of[sequenced[0][0]] if sequenced else ""
         if sequenced:
             stats.readings_accepted[system] += len(sequenced)
-        if self.evaluator is not None and outcome.readings:
-            self.evaluator.observe(outcome.readings)
+        if outcome.readings:
+            self._observe(outcome.readings)
         if outcome.rejections:  # one dead letter for the message, however many refusals it holds
             dead = summarize(outcome.rejections)
             self.count_refusals(dead)
@@ -75,6 +79,13 @@ class MessageHandler:
                 stats.in_flight_messages = source.in_flight
 
         return lines, on_durable
+
+    def _observe(self, readings: list[Reading]) -> None:
+        """What else sees accepted readings: the alert rules, the rollups' dirty windows."""
+        if self.evaluator is not None:
+            self.evaluator.observe(readings)
+        if self.rollup_windows is not None:
+            self.rollup_windows(readings)
 
     def _validate(self, message: InboundMessage) -> Outcome:
         try:

@@ -28,6 +28,7 @@ from citytelemetry.run.reload import Reloader, ReloadReport
 from citytelemetry.run.reporting import SelfMetricsReporter
 from citytelemetry.sink.backoff import Backoff
 from citytelemetry.sink.spool import Spool
+from citytelemetry.storage.task import RollupTask
 
 log = logging.getLogger("citytelemetry.pipeline")
 PUMP_SLICE_S = 0.005  # the longest the consumer holds the event loop while messages are queued
@@ -49,6 +50,7 @@ class PipelineParts:
     reporter: SelfMetricsReporter
     evaluator: AlertEvaluator | None
     reloader: Reloader | None = None
+    rollups: RollupTask | None = None  # storage: keeps the rollup tiers up to date (docs/storage.md)
 
 
 class Pipeline:
@@ -62,6 +64,7 @@ class Pipeline:
         self.deadletter_store = parts.deadletter_store
         self.completeness = parts.completeness
         self.evaluator = parts.evaluator
+        self.rollups = parts.rollups
         self._writer = parts.writer
         self._notices = parts.notices
         self._reporter = parts.reporter
@@ -95,22 +98,13 @@ class Pipeline:
         return report.applied, report.as_json() | {"lines": report.lines()}
 
     async def run(self) -> None:
-        if self.spool is not None:
-            self.spool.open()  # raises SpoolError, naming the directory, before anything is consumed
-        if self.deadletter_store is not None:
-            self.deadletter_store.open()  # an OSError here names the directory too: fail at start, not later
+        self._open_stores()
         runner = None
         if self.settings.http.port:
             runner = await start_http(self.stats, self.settings.http.host, self.settings.http.port,
                                       reload=self._reload_for_http if self._reloader is not None else None)
         flush = asyncio.create_task(self.sink.run(), name="sink-flush")
-        helpers = [asyncio.create_task(self._reporter.run(), name="self-metrics"),
-                   asyncio.create_task(self._notices.run(), name="deadletter-notices")]
-        if self.evaluator is not None:
-            helpers.append(asyncio.create_task(self.evaluator.run(), name="alert-evaluator"))
-        if self._reloader is not None and self.settings.pipeline.reload_watch_s > 0:
-            helpers.append(asyncio.create_task(self._reloader.watch(self.settings.pipeline.reload_watch_s),
-                                               name="reload-watch"))
+        helpers = self._start_helpers()
         try:
             await self._prepare_store()
             await self._consume()
@@ -123,13 +117,40 @@ class Pipeline:
                 await self.evaluator.aclose()
             self._reporter.final()
             await self._final_flush(flush)
-            await self._writer.aclose()
-            if self.deadletter_store is not None:
-                self.deadletter_store.close()
+            await self._close_stores()
             if runner is not None:
                 await runner.cleanup()
             log.info("stopped: %d messages received, %d settled, %d points written",
                      self.stats.messages_received, self.stats.messages_settled, self.stats.write.lines_written)
+
+    def _open_stores(self) -> None:
+        """Local state first: a directory we cannot use fails the start, naming it, before anything is consumed."""
+        if self.spool is not None:
+            self.spool.open()  # raises SpoolError
+        if self.deadletter_store is not None:
+            self.deadletter_store.open()  # raises OSError
+        if self.rollups is not None:
+            self.rollups.open(self.settings.storage.recompute_windows)
+
+    def _start_helpers(self) -> list[asyncio.Task[None]]:
+        helpers = [asyncio.create_task(self._reporter.run(), name="self-metrics"),
+                   asyncio.create_task(self._notices.run(), name="deadletter-notices")]
+        if self.evaluator is not None:
+            helpers.append(asyncio.create_task(self.evaluator.run(), name="alert-evaluator"))
+        if self._reloader is not None and self.settings.pipeline.reload_watch_s > 0:
+            helpers.append(asyncio.create_task(self._reloader.watch(self.settings.pipeline.reload_watch_s),
+                                               name="reload-watch"))
+        if self.rollups is not None:
+            helpers.append(asyncio.create_task(self.rollups.run(), name="rollups"))
+        return helpers
+
+    async def _close_stores(self) -> None:
+        """After the final flush: the rollups keep their marks for the next start."""
+        if self.rollups is not None:
+            await self.rollups.aclose()
+        await self._writer.aclose()
+        if self.deadletter_store is not None:
+            self.deadletter_store.close()
 
     async def _final_flush(self, flush: asyncio.Task[None]) -> None:
         """Give InfluxDB ``shutdown_timeout_s`` to take what is left; with a spool nothing is lost either way."""
@@ -216,3 +237,5 @@ class Pipeline:
     async def handle(self, message: InboundMessage) -> None:
         lines, on_durable = self.handler(message)
         await self.sink.put(lines, on_durable)
+        if self.rollups is not None:
+            self.rollups.windows.commit()  # the sink has these lines: their windows may be computed
