@@ -128,7 +128,7 @@ class Pipeline:
         if self.spool is not None:
             self.spool.open()  # raises SpoolError
         if self.deadletter_store is not None:
-            self.deadletter_store.open()  # raises OSError
+            self.deadletter_store.open()  # raises DeadLetterStoreError
         if self.rollups is not None:
             self.rollups.open(self.settings.storage.recompute_windows)
 
