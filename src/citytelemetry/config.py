@@ -50,6 +50,9 @@ class MqttSettings(Section):
     username: str | None = None
     password: SecretStr | None = None
     client_id: str = Field(default="citytelemetry-1", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # Every pipeline member's client id, for the broker accounts `services up` / `security acl` write (one
+    # per member: the broker binds a client id to its account). `name-{1..4}` expands; empty: this client_id.
+    members: list[str] = Field(default=[], max_length=64)
     topic_prefix: str = Field(default="ct/v1", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
     shared_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
     receive_maximum: int = Field(default=2000, ge=1, le=65535)

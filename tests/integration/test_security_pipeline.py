@@ -45,6 +45,7 @@ def secure_pipeline_settings(broker: SecureBroker, influx_url: str, database: st
                                  InfluxSettings(url=influx_url, database=database), **pipeline)
     # A group per test: a persistent session left in a share group keeps receiving its share while it is away.
     group = f"ct{uuid.uuid4().hex[:8]}"
+    broker.add_member(settings.mqtt.client_id)  # its own account: the broker names the session by it
     mqtt_settings = broker.creds.pipeline_mqtt(settings.mqtt).model_copy(update={"shared_group": group})
     return settings.model_copy(update={"mqtt": mqtt_settings})
 

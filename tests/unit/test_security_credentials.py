@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from citytelemetry.config import Settings
 from citytelemetry.security import (
     BrokerAccess,
     CredentialSource,
@@ -18,6 +19,8 @@ from citytelemetry.security import (
     password_file,
 )
 from citytelemetry.security.influx import Account, quote_identifier, quote_string
+from citytelemetry.security.local import local_credentials, pipeline_members
+from citytelemetry.security.mosquitto import expand_members, listener_access
 
 
 def test_secret_file_is_created_private_and_loads_back(tmp_path: Path) -> None:
@@ -117,3 +120,29 @@ def test_influxql_quoting_cannot_be_escaped() -> None:
     assert quote_string("it's\\") == "'it\\'s\\\\'"
     with pytest.raises(SecurityError):
         Account('x"; DROP DATABASE db', "pw")
+
+
+def test_pipeline_members_expand_from_a_list_and_ranges() -> None:
+    assert expand_members(["citytelemetry-{1..3}", "ct-backfill", "p{9..10}x"]) == [
+        "citytelemetry-1", "citytelemetry-2", "citytelemetry-3", "ct-backfill", "p9x", "p10x"]
+    for bad in ("ct-{3..1}", "ct-{1..900}", "ct-{1..2}-{1..2}", "ct/{1..2}", "a b"):
+        with pytest.raises(SecurityError):
+            expand_members([bad])
+
+
+def test_every_member_gets_its_own_account_named_by_its_client_id(tmp_path: Path) -> None:
+    settings = Settings(services={"run_dir": tmp_path}, mqtt={"client_id": "citytelemetry-2",
+                                                             "members": ["citytelemetry-{1..3}"]})
+    assert pipeline_members(settings) == ("citytelemetry-2", "citytelemetry-1", "citytelemetry-3")
+    creds = local_credentials(settings)
+    assert creds.pipeline_user == "citytelemetry-2"
+    other = creds.pipeline_mqtt(settings.mqtt.model_copy(update={"client_id": "citytelemetry-3"}))
+    assert other.username == "citytelemetry-3"
+    assert other.password is not None
+    assert other.password.get_secret_value() == creds.member("citytelemetry-3")[1] != creds.pipeline_password
+
+
+def test_the_listener_lines_bind_client_ids_to_usernames() -> None:
+    lines = listener_access(Path("/s/passwd"), Path("/s/acl")).splitlines()
+    assert lines == ["allow_anonymous false", "password_file /s/passwd", "acl_file /s/acl",
+                     "use_username_as_clientid true"]

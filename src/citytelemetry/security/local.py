@@ -8,8 +8,11 @@ and the tests call ``local_credentials`` to connect with the accounts those file
     settings = settings.model_copy(update={"mqtt": creds.pipeline_mqtt(settings.mqtt)})
     user, password = creds.device("tun-c001-gas1")
 
+Every account's username is also its client id at the broker (``use_username_as_clientid``, see
+mosquitto.py): a pipeline member's account is named by its ``mqtt.client_id``, one per member.
+
 Layout of ``<run_dir>/security/`` (mode 0700): ``secret`` (0600), ``generations.json``,
-``mosquitto/passwd`` (0600), ``mosquitto/acl``, ``tls/`` (see ``tls.py``).
+``mosquitto/passwd`` (0600), ``mosquitto/acl``, ``mosquitto/listener.conf``, ``tls/`` (see ``tls.py``).
 """
 
 from __future__ import annotations
@@ -22,10 +25,9 @@ from pydantic import SecretStr
 from citytelemetry.config import MqttSettings, Settings
 from citytelemetry.profiles import Catalog
 from citytelemetry.security.credentials import CredentialSource, write_private
-from citytelemetry.security.mosquitto import BrokerAccess, DeviceAccount, password_file
+from citytelemetry.security.mosquitto import BrokerAccess, DeviceAccount, expand_members, listener_access, password_file
 from citytelemetry.security.tls import LocalPki
 
-DEFAULT_PIPELINE_USER = "citytelemetry"
 OPERATOR_USER = "ct-operator"  # reads dead letters and status: `mosquitto_sub` for people
 GATEWAY_USER = "ct-sim-gateway"  # publishes for every device of the sites: the whole-district simulator
 
@@ -34,14 +36,23 @@ def security_dir(settings: Settings) -> Path:
     return settings.services.run_dir.resolve() / "security"
 
 
-def pipeline_user(settings: Settings) -> str:
-    return settings.mqtt.username or DEFAULT_PIPELINE_USER
+def pipeline_user(mqtt: MqttSettings) -> str:
+    """The member's broker account: ``mqtt.username``, else its client id (the broker's id for it anyway)."""
+    return mqtt.username or mqtt.client_id
+
+
+def pipeline_members(settings: Settings) -> tuple[str, ...]:
+    """Every pipeline member's account: ``mqtt.members`` expanded, always with this instance's own."""
+    own = pipeline_user(settings.mqtt)
+    members = expand_members(settings.mqtt.members)
+    return tuple(dict.fromkeys([own, *members]))
 
 
 @dataclass(frozen=True, slots=True)
 class BrokerFiles:
     password_file: Path
     acl_file: Path
+    listener_conf: Path  # the lines a listener needs: for operators who run their own mosquitto.conf
     pki: LocalPki | None  # set when the broker listens with TLS
 
 
@@ -60,13 +71,19 @@ class LocalCredentials:
 
     @property
     def pipeline_user(self) -> str:
-        return pipeline_user(self._settings)
+        return pipeline_user(self._settings.mqtt)
 
     @property
     def pipeline_password(self) -> str:
         """``mqtt.password`` if the operator set one, else the derived one."""
+        return self.member(self.pipeline_user)[1]
+
+    def member(self, username: str) -> tuple[str, str]:
+        """(username, password) of a pipeline member; ``mqtt.password`` is this instance's own if set."""
         configured = self._settings.mqtt.password
-        return configured.get_secret_value() if configured else self.source.service_password(self.pipeline_user)
+        if configured and username == self.pipeline_user:
+            return username, configured.get_secret_value()
+        return username, self.source.service_password(username)
 
     @property
     def operator(self) -> tuple[str, str]:
@@ -81,8 +98,9 @@ class LocalCredentials:
         return device_id, self.source.device_password(device_id)
 
     def pipeline_mqtt(self, mqtt: MqttSettings) -> MqttSettings:
-        """``mqtt`` with the pipeline's username, password and (for mqtts://) the local CA filled in."""
-        update: dict[str, object] = {"username": self.pipeline_user, "password": SecretStr(self.pipeline_password)}
+        """``mqtt`` with its member's username, password and (for mqtts://) the local CA filled in."""
+        username, password = self.member(pipeline_user(mqtt))
+        update: dict[str, object] = {"username": username, "password": SecretStr(password)}
         if mqtt.tls and mqtt.ca_file is None and self.ca_file is not None:
             update["ca_file"] = self.ca_file
         return mqtt.model_copy(update=update)
@@ -99,22 +117,25 @@ def local_credentials(settings: Settings, *, create: bool = True) -> LocalCreden
 def broker_access(settings: Settings, catalog: Catalog) -> BrokerAccess:
     devices = tuple(DeviceAccount(d.id, d.site, d.system.value) for d in sorted(catalog.devices.values(),
                                                                                    key=lambda d: d.id))
-    return BrokerAccess(prefix=settings.mqtt.topic_prefix, pipeline_users=(pipeline_user(settings),),
+    return BrokerAccess(prefix=settings.mqtt.topic_prefix, pipeline_users=pipeline_members(settings),
                         devices=devices, operator_users=(OPERATOR_USER,), gateway_users=(GATEWAY_USER,))
 
 
 def prepare_broker(settings: Settings, catalog: Catalog, *, tls: bool | None = None) -> BrokerFiles:
-    """Write the broker's password and ACL files (and TLS material when ``tls``, default: mqtts:// URL)."""
+    """Write the broker's password and ACL files and the listener lines that enforce them (and TLS
+    material when ``tls``, default: mqtts:// URL)."""
     directory = security_dir(settings)
     creds = local_credentials(settings)
     access = broker_access(settings, catalog)
-    entries = [(creds.pipeline_user, creds.pipeline_password), creds.operator, creds.gateway,
+    entries = [*(creds.member(user) for user in access.pipeline_users), creds.operator, creds.gateway,
                *(creds.device(d.device_id) for d in access.devices)]
-    files = BrokerFiles(directory / "mosquitto" / "passwd", directory / "mosquitto" / "acl", None)
+    home = directory / "mosquitto"
+    files = BrokerFiles(home / "passwd", home / "acl", home / "listener.conf", None)
     write_private(files.password_file, password_file(entries))
     write_private(files.acl_file, access.acl())
+    write_private(files.listener_conf, listener_access(files.password_file, files.acl_file) + "\n")
     if tls if tls is not None else settings.mqtt.tls:
         pki = LocalPki(directory / "tls")
         pki.ensure_server()
-        files = BrokerFiles(files.password_file, files.acl_file, pki)
+        files = BrokerFiles(files.password_file, files.acl_file, files.listener_conf, pki)
     return files

@@ -1,9 +1,22 @@
-"""Mosquitto password and ACL files, generated from the inventory (mosquitto 2.0 formats).
+"""Mosquitto password and ACL files, generated from the inventory (mosquitto 2.0 formats), and the
+listener lines that enforce them.
 
 Each device account may only publish its own two topics; the pipeline account may read every
 device's telemetry and status (also as a shared subscription) and publish dead letters; an optional
 operator account may read dead letters and status. Everything else is denied: mosquitto's ACL file
 denies what no line grants, and anonymous clients are refused by ``allow_anonymous false``.
+
+Client ids are bound to accounts by ``use_username_as_clientid true``: the broker replaces whatever id a
+client sends with its username, before it looks for a session to take over. No account can then reach
+another account's session: a device that sends the pipeline's client id gets its own id, and the
+pipeline's connection and persistent session stay. Each pipeline member therefore has its own account,
+named by its client id. Chosen over the dynamic-security plugin's per-client ``clientid`` because that
+plugin (a) binds only the accounts it lists, so every account would need a second entry kept in step,
+and one missing entry (a device added by ``security acl --reload``: mosquitto 2.0 reloads password and
+ACL files on SIGHUP, not the plugin's file) leaves that account free to take any id, the pipeline's
+included; (b) needs every client configured with the exact id, where here nothing on a device changes.
+What it costs: a refused takeover is silent (the intruder just gets its own id; mosquitto logs
+``as <username>``), and two connections of one account replace each other (as any binding would).
 
 Password hashes are mosquitto's ``$7$`` (PBKDF2-SHA512, 101 iterations, 12-byte salt), the format
 ``mosquitto_passwd`` writes; computed here so 1,600 devices need no 1,600 subprocesses. The iteration
@@ -18,6 +31,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from citytelemetry.security.errors import SecurityError
 from citytelemetry.topics import STATUS, TELEMETRY
@@ -108,3 +122,30 @@ class BrokerAccess:
 def password_file(entries: Iterable[tuple[str, str]]) -> str:
     """``username:$7$...`` lines; ``entries`` are (username, plain password) pairs."""
     return "".join(f"{_safe('username', user)}:{hash_password(password)}\n" for user, password in entries)
+
+
+def listener_access(password_file: Path, acl_file: Path) -> str:
+    """The lines that lock a mosquitto 2.0 listener down: they follow its ``listener`` line (with
+    ``per_listener_settings false``, the first three are global and the fourth belongs to the listener)."""
+    return "\n".join(["allow_anonymous false", f"password_file {password_file}", f"acl_file {acl_file}",
+                      "use_username_as_clientid true"])
+
+
+_RANGE = re.compile(r"^(?P<head>[A-Za-z0-9_.-]*)\{(?P<first>[0-9]{1,4})\.\.(?P<last>[0-9]{1,4})\}"
+                    r"(?P<tail>[A-Za-z0-9_.-]*)$")
+MAX_MEMBERS = 256
+
+
+def expand_members(specs: Iterable[str]) -> list[str]:
+    """Pipeline member names: each spec is a name or ``head{1..N}tail`` (``citytelemetry-{1..4}``)."""
+    names: list[str] = []
+    for spec in specs:
+        match = _RANGE.fullmatch(spec)
+        if match is None:
+            names.append(_safe("pipeline member", spec))
+            continue
+        first, last = int(match["first"]), int(match["last"])
+        if not first <= last < first + MAX_MEMBERS:
+            raise SecurityError(f"pipeline member range {spec!r}: expected {{first..last}}, at most {MAX_MEMBERS}")
+        names += [_safe("pipeline member", f"{match['head']}{k}{match['tail']}") for k in range(first, last + 1)]
+    return names

@@ -14,6 +14,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from citytelemetry.security.mosquitto import listener_access
 from citytelemetry.services.ports import LOOPBACK, free_port
 from citytelemetry.services.probes import HttpProbe, TcpProbe, answers
 from citytelemetry.services.spec import ConfigFile, ServiceSpec
@@ -60,7 +61,7 @@ class TlsHttpProbe:
 def _mosquitto_access(auth: MosquittoAuth | None) -> str:
     if auth is None:
         return "allow_anonymous true"
-    return f"allow_anonymous false\npassword_file {auth.password_file}\nacl_file {auth.acl_file}"
+    return listener_access(auth.password_file, auth.acl_file)  # also binds each client id to its account
 
 
 def _mosquitto_tls(tls: TlsFiles | None) -> str:
