@@ -38,11 +38,24 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _check_url(value: str, schemes: tuple[str, ...]) -> str:
+def _check_url(value: str, schemes: tuple[str, ...], credentials: str) -> str:
+    """Scheme, host, and no place for a secret: a URL is printed wherever it goes (logs, errors, `config
+    show`), so user info and query strings are refused rather than masked in each of those places."""
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.hostname:
-        raise ValueError(f"expected a URL like {schemes[0]}://host:port, got {value!r}")
+        raise ValueError(f"expected a URL like {schemes[0]}://host:port, got {_without_secrets(value)!r}")
+    if "@" in parts.netloc:
+        raise ValueError(f"user info in the URL is refused (a URL ends up in logs and error texts); {credentials}")
+    if parts.query or parts.fragment or value.rstrip("/").endswith(("?", "#")):
+        raise ValueError(f"a query string or fragment in the URL is refused (it may hold credentials); {credentials}")
     return value
+
+
+def _without_secrets(url: str) -> str:
+    """``url`` with user info and query cut off, for an error message about it."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else "<not a URL>"
 
 
 class MqttSettings(Section):
@@ -67,7 +80,7 @@ class MqttSettings(Section):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return _check_url(value, ("mqtt", "mqtts"))
+        return _check_url(value, ("mqtt", "mqtts"), "set mqtt.username and mqtt.password instead")
 
     @property
     def host(self) -> str:
@@ -100,7 +113,8 @@ class InfluxSettings(Section):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return _check_url(value, ("http", "https"))
+        return _check_url(value, ("http", "https"),
+                          "set influx.username and influx.password (1.x) or influx.token (2.x) instead")
 
     @model_validator(mode="after")
     def _v2_needs(self) -> Self:
@@ -118,7 +132,9 @@ class AlertmanagerSettings(Section):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return _check_url(value, ("http", "https"))
+        return _check_url(value, ("http", "https"),
+                          "citytelemetry sends Alertmanager no credentials: reach it on a private address "
+                          "or through a local proxy that adds them")
 
 
 class AlertSettings(Section):
