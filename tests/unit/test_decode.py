@@ -112,6 +112,8 @@ def test_a_repeated_key_is_not_json_however_it_is_spelled_and_wherever_it_is(
     '{"readings":[{"seq":1,"seq" : 2}]}',  # inside a list
     '{"ts":"2026-05-28T20:26:40.250Z","ts" :"2026-05-28T20:26:41.250Z"}',  # colons in strings too
     '{"\\ud83d\\ude00":1,"\U0001F600":2}',  # a surrogate pair and the character itself
+    '{"a":"\\":","a":1}',  # a quote and a colon inside a string
+    '{"a":" :x","b":"\\":", "a"\r\n:1}',
 ])
 def test_duplicate_keys_of_the_audit_and_friends_are_not_json(text: str) -> None:
     with pytest.raises(DecodeRejected) as refused:
