@@ -146,3 +146,11 @@ async def test_hostile_traffic_is_refused_by_reason_and_good_data_beside_it_land
     assert reasons == set(expected)
     forged = influx_query(influxdb, influx_db_name, "SELECT * FROM ct_rejects WHERE reason = 'forged'")
     assert forged == []
+    # Refused keys are stored readably: controls as their Unicode pictures, never a backslash escape.
+    [refused] = influx_query(influxdb, influx_db_name, 'SELECT "field", detail FROM ct_rejects WHERE '
+                             "reason = 'unknown_measurement'")
+    assert sorted(row[1] for row in refused["values"]) == [
+        "o2,site=evil x=1", "o2\u240act_rejects,reason=forged count=1i 1"]
+    assert any("'o2\u240act_rejects,reason=forged count=1i 1' is not a measurement of tunnel_multigas" in row[2]
+               for row in refused["values"])
+    assert not any("\\" in row[1] + row[2] for row in refused["values"])

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from citytelemetry.records import Reason
-from citytelemetry.validate.decode import MAX_DEPTH, DecodeRejected, decode_object
+from citytelemetry.validate.decode import MAX_DEPTH, DecodeRejected, decode_object, excerpt, readable
 
 KEY = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=6)
 SCALAR = (st.none() | st.booleans() | st.integers(-(2**63), 2**64) | st.floats(allow_nan=False, allow_infinity=False)
@@ -166,3 +166,10 @@ def test_one_reason_code_per_class(payload: bytes, reason: Reason) -> None:
     with pytest.raises(DecodeRejected) as refused:
         decode_object(payload)
     assert refused.value.reason is reason
+
+
+def test_controls_are_stored_as_their_pictures_and_other_non_printables_as_the_replacement_character() -> None:
+    assert readable("o2\nct_rejects,reason=forged count=1i 1") == "o2\u240act_rejects,reason=forged count=1i 1"
+    assert readable("a\x00b\tc\rd\x7fe\u202ef\x85") == "a\u2400b\u2409c\u240dd\u2421e\ufffdf\ufffd"
+    assert readable("plain µ text") == "plain µ text"
+    assert excerpt(b'{"o2\n": 1}') == '{"o2\u240a": 1}'

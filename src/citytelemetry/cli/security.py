@@ -34,7 +34,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("security_action", choices=ACTIONS, metavar="{" + ",".join(ACTIONS) + "}")
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--device", help="a device id of the inventory (rotate, credential)")
-    who.add_argument("--service", help="a broker service account, e.g. citytelemetry (rotate)")
+    who.add_argument("--service", help="a broker service account, e.g. citytelemetry-1 (a pipeline member) "
+                                       "or ct-operator (rotate)")
     who.add_argument("--pipeline", action="store_true", help="the pipeline's broker account (credential)")
     who.add_argument("--operator", action="store_true", help="the operator's broker account (credential)")
     who.add_argument("--gateway", action="store_true", help="the site gateway account the simulator uses (credential)")
@@ -74,7 +75,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
 def _write_broker_files(settings: Settings, out: TextIO) -> BrokerFiles:
     catalog = load_catalog(settings.pipeline.profiles_dir, settings.pipeline.inventory_dir)
     files = prepare_broker(settings, catalog)
-    out.write(f"wrote {files.password_file} ({len(catalog.devices)} devices + pipeline + operator + gateway) "
+    out.write(f"wrote {files.password_file} ({len(catalog.devices)} devices + pipeline members + operator + gateway) "
               f"and {files.acl_file}\n")
     return files
 

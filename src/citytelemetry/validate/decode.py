@@ -137,8 +137,20 @@ def _refuse_duplicate_keys(payload: bytes) -> None:
     raise DecodeRejected(Reason.NOT_JSON, "duplicate key")  # unreachable for valid JSON: the count said so
 
 
+# C0 controls and DEL as their Unicode "control pictures" (U+2400 ...): a refused key with a newline is
+# stored as "o2␊ct_rejects", one visible character per control, never a backslash escape that a reader
+# cannot tell from a backslash the device sent. Other non-printables (bidi overrides, C1) become U+FFFD.
+_PICTURES: Final = {**{c: chr(0x2400 + c) for c in range(0x20)}, 0x7F: "\u2421"}
+
+
+def readable(text: str) -> str:
+    """``text`` with every non-printable character replaced by a visible one (controls by their picture)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _PICTURES.get(ord(ch), "\ufffd") for ch in text)
+
+
 def excerpt(payload: bytes, limit: int = 256) -> str:
     """A bounded, printable excerpt of a payload for the dead-letter record."""
-    text = payload[:limit].decode("utf-8", errors="replace")
-    text = "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
+    text = readable(payload[:limit].decode("utf-8", errors="replace"))
     return text + ("…" if len(payload) > limit else "")

@@ -20,7 +20,7 @@ from citytelemetry.measurements import DEVICE_STATUS
 from citytelemetry.profiles import Catalog, RegisteredDevice
 from citytelemetry.records import FieldValue, Outcome, Reading, Reason, Rejection
 from citytelemetry.topics import STATUS, parse_device_topic
-from citytelemetry.validate.decode import DecodeRejected, decode_object, excerpt
+from citytelemetry.validate.decode import DecodeRejected, decode_object, excerpt, readable
 from citytelemetry.validate.fields import FieldCheck, FieldRejected, compile_check
 from citytelemetry.validate.ratelimit import DeviceRateLimit
 from citytelemetry.validate.sequence import SequenceTracker
@@ -197,9 +197,10 @@ class MessageValidator:
         for key, value in values.items():
             check = checks.get(key)
             if check is None:
+                shown = readable(key[:64])  # controls as visible pictures: stored as the device sent them
                 outcome.rejections.append(self._reject(
-                    message, Reason.UNKNOWN_MEASUREMENT, f"{key[:64]!r} is not a measurement of "
-                    f"{device.profile.type}", device.id, seq=seq, measurement=key[:64]))
+                    message, Reason.UNKNOWN_MEASUREMENT, f"'{shown}' is not a measurement of "
+                    f"{device.profile.type}", device.id, seq=seq, measurement=shown))
                 continue
             try:
                 fields[key] = check(value)
