@@ -15,7 +15,9 @@ colon and no colon is structural otherwise, so the colons of the text outside st
 occurrences exactly, and ``payload.count(b":")`` is an upper bound of that (colons inside strings
 only add). orjson keeps one entry per distinct key, so the parsed objects hold as many keys as the
 text only when no key was repeated. The cheap count settles almost every payload; one with colons
-inside strings (RFC 3339 timestamps) is counted again with its strings cut out (a C-speed regex).
+inside strings (RFC 3339 timestamps) is settled by a second bound (``_no_repeated_key``), and only when
+neither is exact (a repeat, or ``":`` inside strings) are the strings cut out of the text and the
+colons left counted (a C-speed regex). A real repeat is named by json.loads, after a depth bound.
 """
 
 from __future__ import annotations
