@@ -125,6 +125,8 @@ def test_influxql_quoting_cannot_be_escaped() -> None:
 def test_pipeline_members_expand_from_a_list_and_ranges() -> None:
     assert expand_members(["citytelemetry-{1..3}", "ct-backfill", "p{9..10}x"]) == [
         "citytelemetry-1", "citytelemetry-2", "citytelemetry-3", "ct-backfill", "p9x", "p10x"]
+    # the partitioned units' client ids: citytelemetry@0-4.service is citytelemetry-0-4
+    assert expand_members(["citytelemetry-{0..3}-4"]) == [f"citytelemetry-{k}-4" for k in range(4)]
     for bad in ("ct-{3..1}", "ct-{1..900}", "ct-{1..2}-{1..2}", "ct/{1..2}", "a b"):
         with pytest.raises(SecurityError):
             expand_members([bad])
