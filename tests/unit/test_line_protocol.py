@@ -138,3 +138,16 @@ def test_format_line_either_raises_a_range_error_or_writes_a_line_in_range(
     except LineRangeError:
         return
     assert_in_range(line)
+
+
+@pytest.mark.parametrize(("key", "written"), [
+    ("a\\", "a"),  # a trailing backslash would escape the '=' after it
+    ("\\", "_"),
+    ("a\\ b", "a\\ b"),  # 'a\\\\ b' would end the key at the space; influxd refuses a doubled one there
+    ("a\\,b", "a\\,b"),
+    ("a\\=b", "a\\=b"),
+    ("a\\b", "a\\b"),  # a backslash before an ordinary character is a literal backslash
+])
+def test_backslashes_in_keys_never_escape_a_separator(key: str, written: str) -> None:
+    # each written form accepted by influxd 1.6 and read back as one field (checked by hand, 2026-12-02)
+    assert format_line("m", (("t", key),), {key: 1.0}, 1) == f"m,t={written} {written}=1.0 1".encode()

@@ -25,6 +25,12 @@ from citytelemetry.records import FieldValue, Reading
 
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\r": r"\r", "\t": r"\t"})
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\r": r"\r", "\t": r"\t"})
+# InfluxDB's parser takes a backslash as escaping whatever follows it, and refuses a doubled one before a
+# separator (``a\\=1`` is "invalid field format" on influxd 1.6, measured). So backslashes right before a
+# separator or at the end are dropped: ``a\ b`` would otherwise end the key at that space (hypothesis
+# found it). Keys come from profiles and the inventory; this only keeps a pathological one writable.
+_LOOSE_KEY_BACKSLASHES = re.compile(r"\\+(?=[,= ]|$)")
+_LOOSE_MEASUREMENT_BACKSLASHES = re.compile(r"\\+(?=[, ]|$)")
 _STRING_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\", "\n": r"\n", "\r": r"\r"})
 
 NS_PER_MS = 1_000_000
@@ -58,13 +64,12 @@ def saturated(count: int) -> int:
 
 
 def escape_measurement(name: str) -> str:
-    return name.translate(_MEASUREMENT_ESCAPES)
+    return _LOOSE_MEASUREMENT_BACKSLASHES.sub("", name).translate(_MEASUREMENT_ESCAPES)
 
 
 def escape_key(name: str) -> str:
     """Tag keys, tag values and field keys."""
-    # A trailing backslash would escape the separator that follows it.
-    return name.translate(_KEY_ESCAPES).rstrip("\\") or "_"
+    return _LOOSE_KEY_BACKSLASHES.sub("", name).translate(_KEY_ESCAPES) or "_"
 
 
 def format_field_value(value: FieldValue) -> str:
