@@ -191,10 +191,10 @@ class PipelineSettings(Section):
     deadletter_max_bytes: int = Field(default=256 * 1024**2, ge=1024 * 1024)
     deadletter_max_age_s: float = Field(default=7 * 86_400.0, gt=0)
 
-    @field_validator("deadletter_dir", mode="before")
+    @field_validator("spool_dir", "deadletter_dir", mode="before")
     @classmethod
     def _no_store(cls, value: object) -> object:
-        return None if value == "" else value  # CITYTELEMETRY_PIPELINE__DEADLETTER_DIR= : no store (not ".")
+        return None if value == "" else value  # CITYTELEMETRY_PIPELINE__SPOOL_DIR= : no spool (not ".")
 
 
 class HttpSettings(Section):

@@ -111,3 +111,9 @@ def test_every_variable_named_in_the_repository_is_valid() -> None:
     used.pop("CITYTELEMETRY_MQTTT__URL", None)
     assert {name: str(path) for name, path in used.items() if name not in valid | PENDING} == {}
     assert "CITYTELEMETRY_INFLUX__URL" in used
+
+
+@pytest.mark.parametrize("key", ["SPOOL_DIR", "DEADLETTER_DIR"])
+def test_an_empty_directory_setting_turns_the_store_off(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(f"CITYTELEMETRY_PIPELINE__{key}", "")
+    assert getattr(load_settings(None).pipeline, key.lower()) is None  # not Path("."), the current directory
