@@ -174,6 +174,9 @@ class PipelineSettings(Section):
     # Bounded so that every accepted ts is a time InfluxDB can store (1677 ... 2262 in nanoseconds).
     max_future_s: float = Field(default=300.0, ge=0, le=10 * 365 * 86_400.0)
     max_age_s: float = Field(default=7 * 86_400.0, gt=0, le=50 * 365 * 86_400.0)
+    # Per device, the newest seqs among which a late reading still lands (validate/sequence.py): one bit
+    # each, 512 bytes a device at the default.
+    sequence_window: int = Field(default=4096, ge=64, le=1_048_576)
     selfmetrics_interval_s: float = Field(default=10.0, gt=0)
     shutdown_timeout_s: float = Field(default=20.0, gt=0)
     # Write-ahead spool: messages are acknowledged once fsync'd here. One directory per running instance.

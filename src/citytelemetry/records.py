@@ -30,6 +30,7 @@ class Reason(StrEnum):
     TIMESTAMP_TOO_OLD = "timestamp_too_old"
     DUPLICATE_SEQUENCE = "duplicate_sequence"
     STALE_SEQUENCE = "stale_sequence"
+    DUPLICATE_TIMESTAMP = "duplicate_timestamp"
     WRITE_REJECTED = "write_rejected"
     RATE_LIMITED = "rate_limited"
     PROCESSING_ERROR = "processing_error"

@@ -103,7 +103,7 @@ async def test_hostile_traffic_is_refused_by_reason_and_good_data_beside_it_land
         (body(7, **{"o2,site=evil x=1": 1.0}), "unknown_measurement"),
         (body(8, **{"o2\nct_rejects,reason=forged count=1i 1": 1.0}), "unknown_measurement"),
         (body(9).replace(device.id.encode(), victim.id.encode()), "device_mismatch"),
-        (body(2), "stale_sequence"),  # a replay of an older reading
+        (body(2), "duplicate_sequence"),  # a replay of an older reading
         (json.dumps({"device": device.id, "seq": 11, "ts": now_ms + 86_400_000 * 365,
                      "values": {"o2": 20.9}}).encode(), "timestamp_in_future"),
     ]

@@ -4,7 +4,7 @@ import orjson
 import pytest
 
 from citytelemetry.contracts import InboundMessage
-from citytelemetry.records import Reason
+from citytelemetry.records import Outcome, Reason
 from citytelemetry.testing import NeverSettled
 from citytelemetry.validate import Limits, MessageValidator
 
@@ -122,20 +122,77 @@ def test_reading_with_only_bad_fields_gives_no_point(validate: MessageValidator)
     assert [r.reason for r in outcome.rejections] == [Reason.OUT_OF_RANGE]
 
 
-def test_duplicate_and_stale_sequence_numbers(validate: MessageValidator) -> None:
-    assert validate(message(reading(seq=5, ts=NOW - 1000))).readings
-    dup = validate(message(reading(seq=5, ts=NOW - 1000)))
-    stale = validate(message(reading(seq=4, ts=NOW - 2000)))
-    assert [r.reason for r in dup.rejections] == [Reason.DUPLICATE_SEQUENCE]
-    assert [r.reason for r in stale.rejections] == [Reason.STALE_SEQUENCE]
-    assert dup.readings == stale.readings == []
+def reasons(outcome: Outcome) -> list[Reason]:
+    return [r.reason for r in outcome.rejections]
 
 
-def test_device_restart_with_newer_timestamp_resets_sequence(validate: MessageValidator) -> None:
-    assert validate(message(reading(seq=900, ts=NOW - 5000))).readings
-    restarted = validate(message(reading(seq=1, ts=NOW - 1000)))
-    assert [r.seq for r in restarted.readings] == [1]
+def seqs(validate: MessageValidator, *readings: dict[str, object]) -> list[int]:
+    """The seqs that land, each reading sent in a message of its own."""
+    return [r.seq for body in readings for r in validate(message(body)).readings]
+
+
+def test_a_late_reading_inside_the_window_lands_wherever_it_arrives(validate: MessageValidator) -> None:
+    # The issue's minimal case: paho re-sends its unacknowledged 5 after a reconnect, behind 10 and 11.
+    landed = seqs(validate, reading(seq=10, ts=NOW - 5000), reading(seq=5, ts=NOW - 10_000),
+                  reading(seq=11, ts=NOW - 4000))
+    assert landed == [10, 5, 11]
+    # A gateway's backlog after its live reading.
+    assert seqs(validate, *(reading(seq=s, ts=NOW - 20_000 + s) for s in (6, 7, 8, 9))) == [6, 7, 8, 9]
+
+
+def test_a_seen_seq_is_a_duplicate_inside_the_window(validate: MessageValidator) -> None:
+    assert seqs(validate, reading(seq=5, ts=NOW - 2000), reading(seq=7, ts=NOW - 1000)) == [5, 7]
+    assert reasons(validate(message(reading(seq=5, ts=NOW - 2000)))) == [Reason.DUPLICATE_SEQUENCE]
+    assert reasons(validate(message(reading(seq=7, ts=NOW - 1000)))) == [Reason.DUPLICATE_SEQUENCE]
+
+
+def test_a_seq_below_the_window_is_stale() -> None:
+    validate = MessageValidator(make_catalog(), Limits(), clock_ms=lambda: NOW, sequence_window=8)
+    assert seqs(validate, reading(seq=20, ts=NOW - 1000)) == [20]
+    assert seqs(validate, reading(seq=13, ts=NOW - 8000)) == [13]  # 20 - 7: the window's lowest seq
+    stale = validate(message(reading(seq=12, ts=NOW - 9000)))
+    assert reasons(stale) == [Reason.STALE_SEQUENCE]
+    assert stale.rejections[0].detail == ("seq 12 is below the window of the newest 8 seqs (newest 20): too old "
+                                          "to tell from a replay")
+
+
+def test_a_window_as_wide_as_a_long_outage_takes_the_whole_backlog() -> None:
+    validate = MessageValidator(make_catalog(), Limits(), clock_ms=lambda: NOW)
+    assert seqs(validate, reading(seq=5000, ts=NOW - 1000)) == [5000]
+    backlog = [reading(seq=s, ts=NOW - 10_000_000 + s * 1000) for s in range(905, 5000)]  # 4,095 seqs back
+    assert len(seqs(validate, *backlog)) == len(backlog)
+    assert reasons(validate(message(reading(seq=904, ts=NOW - 9_999_000)))) == [Reason.STALE_SEQUENCE]
+
+
+def test_device_restart_with_newer_timestamp_starts_a_new_numbering(validate: MessageValidator) -> None:
+    assert seqs(validate, reading(seq=900, ts=NOW - 5000), reading(seq=1, ts=NOW - 1000)) == [900, 1]
     assert validate.sequences.restarts == 1
+    assert seqs(validate, reading(seq=2, ts=NOW - 900)) == [2]
+    # 901 of the old numbering, retransmitted late: from before the restart, it cannot be placed.
+    assert reasons(validate(message(reading(seq=901, ts=NOW - 4000)))) == [Reason.STALE_SEQUENCE]
+    # A restart inside the window is told from a late reading by its timestamp, newer than all we hold.
+    assert seqs(validate, reading(seq=1, ts=NOW - 500)) == [1]
+    assert validate.sequences.restarts == 2
+
+
+def test_a_reading_refused_in_every_field_moves_no_state() -> None:
+    from citytelemetry.validate.ratelimit import DeviceRateLimit
+
+    limit = DeviceRateLimit({"tun-c001-gas1": 1.0}, burst=1)
+    validate = MessageValidator(make_catalog(), Limits(max_future_s=300), clock_ms=lambda: NOW, rate_limit=limit)
+    # A huge seq and a timestamp just inside the future limit, every value out of range.
+    poison = validate(message(reading(seq=2**62, ts=NOW + 299_000, o2=99.0)))
+    assert (poison.readings, reasons(poison)) == ([], [Reason.OUT_OF_RANGE])
+    assert validate.sequences.last_seq("tun-c001-gas1") is None
+    assert seqs(validate, reading(seq=1, ts=NOW - 1000)) == [1]  # neither stale nor rate limited
+
+
+def test_a_new_seq_with_the_timestamp_of_a_stored_reading_is_refused(validate: MessageValidator) -> None:
+    assert seqs(validate, reading(seq=1, ts=NOW - 3000), reading(seq=2, ts=NOW - 2000)) == [1, 2]
+    stepped_back = validate(message(reading(seq=3, ts=NOW - 3000)))  # e.g. the clock stepped back (NTP)
+    assert reasons(stepped_back) == [Reason.DUPLICATE_TIMESTAMP]
+    assert stepped_back.rejections[0].seq == 3
+    assert seqs(validate, reading(seq=3, ts=NOW - 2500)) == [3]  # the state did not move: 3 is still free
 
 
 def test_rejection_excerpt_is_bounded_and_printable(validate: MessageValidator) -> None:

@@ -1,9 +1,12 @@
-"""Data completeness from device sequence numbers: gaps, duplicates and out-of-order readings per device.
+"""Data completeness from device sequence numbers: gaps, duplicates and late readings per device.
 
-A device numbers its readings 1, 2, 3, ...; every number skipped between two durable readings is a
-gap (a reading the device made that we never got), every repeat a duplicate (refused as
-``duplicate_sequence``), every step backwards out of order (a replay, or a device restart, after which
-counting starts again). Completeness = received / (received + gaps), per device, and summed per
+A device numbers its readings 1, 2, 3, ...; between the lowest and the newest seq that landed, every
+number that has not landed (yet) is a gap. A late reading (one that arrives after a higher seq, e.g.
+retransmitted after a reconnect, or a gateway's backlog) fills its gap and is counted once more under
+``out_of_order``; a repeat is a duplicate (refused as ``duplicate_sequence``). The validator's sequence
+window decides what lands (validate/sequence.py); this module only counts, on the same rules: a lower
+seq timestamped after everything the device sent is a restart, after which counting starts again, the
+old numbering's figures kept. Completeness = received / (received + gaps), per device, and summed per
 system and site. Written to InfluxDB as ``ct_completeness`` (one point per device per interval).
 """
 
@@ -17,38 +20,65 @@ from citytelemetry.records import FieldValue
 from citytelemetry.sink.line_protocol import format_line, saturated
 
 
-class _Device:
-    __slots__ = ("changed", "duplicates", "gaps", "last_seq", "out_of_order", "received")
+class DeviceCounts:
+    """One device's figures; the fields are what the checkpoint stores."""
 
-    def __init__(self) -> None:
-        self.last_seq = -1
-        self.received = self.gaps = self.duplicates = self.out_of_order = 0
+    __slots__ = ("changed", "duplicates", "earlier_expected", "earlier_received", "low", "max_ts",
+                 "out_of_order", "received", "top")
+
+    def __init__(self, seq: int, timestamp_ms: int) -> None:
+        self.low = self.top = seq  # lowest and newest seq of the current numbering that landed
+        self.received = 1  # readings of the current numbering that landed
+        self.max_ts = timestamp_ms
+        self.earlier_received = self.earlier_expected = 0  # numberings before the last restart
+        self.duplicates = self.out_of_order = 0
         self.changed = True
+
+    @property
+    def expected(self) -> int:
+        return self.earlier_expected + max(self.received, self.top - self.low + 1)
+
+    @property
+    def total_received(self) -> int:
+        return self.earlier_received + self.received
 
 
 class CompletenessTracker:
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
-        self._devices: dict[str, _Device] = {}
+        self._devices: dict[str, DeviceCounts] = {}
+        self._early_duplicates: dict[str, int] = {}
 
-    def _device(self, device_id: str) -> _Device:
+    def devices(self) -> dict[str, DeviceCounts]:
+        """The live per-device figures (for the checkpoint); do not modify."""
+        return self._devices
+
+    def landed(self, device_id: str, seq: int, timestamp_ms: int = -1) -> None:
+        """A reading is durable. ``timestamp_ms`` tells a restart from a late reading (-1: unknown)."""
         state = self._devices.get(device_id)
         if state is None:
-            state = self._devices[device_id] = _Device()
-        return state
-
-    def landed(self, device_id: str, seq: int) -> None:
-        state = self._device(device_id)
-        if state.last_seq >= 0 and seq > state.last_seq + 1:
-            state.gaps += seq - state.last_seq - 1
-        elif 0 <= seq <= state.last_seq:
+            state = self._devices[device_id] = DeviceCounts(seq, timestamp_ms)
+            state.duplicates = self._early_duplicates.pop(device_id, 0)
+            return
+        if seq > state.top:
+            state.top = seq
+        elif timestamp_ms > state.max_ts:  # at or below the newest yet newer than all: a restart
+            state.earlier_received += state.received
+            state.earlier_expected += max(state.received, state.top - state.low + 1)
+            state.low = state.top = seq
+            state.received = 0
+        else:  # a late reading: it fills its gap
             state.out_of_order += 1
-        state.last_seq = seq
+            state.low = min(state.low, seq)
+        state.max_ts = max(state.max_ts, timestamp_ms)
         state.received += 1
         state.changed = True
 
     def duplicate(self, device_id: str) -> None:
-        state = self._device(device_id)
+        state = self._devices.get(device_id)
+        if state is None:  # the original is accepted but not durable yet: counted once it lands
+            self._early_duplicates[device_id] = self._early_duplicates.get(device_id, 0) + 1
+            return
         state.duplicates += 1
         state.changed = True
 
@@ -57,8 +87,8 @@ class CompletenessTracker:
         totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for device_id, state in self._devices.items():
             system = self._catalog.devices[device_id].system.value
-            totals[system][0] += state.received
-            totals[system][1] += state.received + state.gaps
+            totals[system][0] += state.total_received
+            totals[system][1] += state.expected
         return {system: (r, e) for system, (r, e) in totals.items()}
 
     def lines(self, timestamp_ns: int) -> list[bytes]:
@@ -68,12 +98,12 @@ class CompletenessTracker:
             if not state.changed:
                 continue
             state.changed = False
-            expected = state.received + state.gaps
+            received, expected = state.total_received, state.expected
             # seq 0 then 2^63 - 1 is a gap of 2^63 - 2: saturated, or the point would be refused
             fields: dict[str, FieldValue] = {
-                "received": state.received, "expected": saturated(expected), "gaps": saturated(state.gaps),
+                "received": received, "expected": saturated(expected), "gaps": saturated(expected - received),
                 "duplicates": state.duplicates, "out_of_order": state.out_of_order,
-                "completeness": state.received / expected if expected else 1.0,
+                "completeness": received / expected if expected else 1.0,
             }
             out.append(format_line(COMPLETENESS, self._catalog.devices[device_id].tags, fields,
                                    timestamp_ns))

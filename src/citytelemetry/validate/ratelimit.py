@@ -7,7 +7,7 @@ message) still passes while a runaway loop is cut. Buckets exist only for device
 (the caller checks identity first), so memory is bounded by the inventory.
 
     limit = DeviceRateLimit.from_catalog(catalog)
-    if not limit(device_id, now_s):
+    if not limit(device_id, now_s):      # or allows() now, take() once the reading is accepted
         reject(Reason.RATE_LIMITED)
 
 Refusals cost tokens too (``charge``, by the handler, one per refusal): a device that floods junk runs
@@ -58,17 +58,15 @@ class DeviceRateLimit:
         time, so a backlog replayed fast after an outage passes while a flood is cut."""
         if now is None:
             now = self._clock()
+        if self.allows(device_id, now, cost):
+            self.take(device_id, now, cost)
+            return True
+        return False
+
+    def allows(self, device_id: str, now: float, cost: float = 1.0) -> bool:
+        """Would a message at ``now`` pass? Changes nothing (counts a refusal)."""
         bucket = self._buckets.get(device_id)
-        if bucket is None:
-            bucket = self._buckets[device_id] = [self.burst, now]
-        elif bucket[1] != bucket[1]:  # NaN: charged before its first reading, no device time yet
-            bucket[1] = now
-        else:
-            rate = self.rates.get(device_id, self.default_rate)
-            bucket[0] = min(self.burst, bucket[0] + max(0.0, now - bucket[1]) * rate)
-            bucket[1] = max(bucket[1], now)
-        if bucket[0] >= cost:
-            bucket[0] -= cost
+        if bucket is None or self._refilled(device_id, bucket, now) >= cost:
             return True
         self.refused += 1
         return False
@@ -79,6 +77,22 @@ class DeviceRateLimit:
         if bucket is None:
             bucket = self._buckets[device_id] = [self.burst, math.nan]
         bucket[0] = max(-self.burst, bucket[0] - cost)
+
+    def take(self, device_id: str, now: float, cost: float = 1.0) -> None:
+        """Charge a message that passed ``allows`` and was accepted. Only accepted readings move the
+        bucket: a refused one with a far-ahead timestamp must not advance its clock (issue 13)."""
+        bucket = self._buckets.get(device_id)
+        if bucket is None:
+            self._buckets[device_id] = [self.burst - cost, now]
+            return
+        bucket[0] = self._refilled(device_id, bucket, now) - cost
+        bucket[1] = now if bucket[1] != bucket[1] else max(bucket[1], now)  # NaN: the first device time
+
+    def _refilled(self, device_id: str, bucket: list[float], now: float) -> float:
+        if bucket[1] != bucket[1]:  # NaN: charged before its first reading, no device time to refill from
+            return bucket[0]
+        rate = self.rates.get(device_id, self.default_rate)
+        return min(self.burst, bucket[0] + max(0.0, now - bucket[1]) * rate)
 
     def tokens(self, device_id: str) -> float:
         bucket = self._buckets.get(device_id)

@@ -2,7 +2,8 @@
 
 What a message with some bad parts gives (docs/device-contract.md, "Partial rejection"):
 - message-level faults (topic, size, encoding, JSON, schema, device identity) reject the whole message;
-- reading-level faults (timestamp window, sequence) reject that reading, other readings of a batch land;
+- reading-level faults (timestamp window, rate, sequence window, timestamp reuse) reject that reading,
+  other readings of a batch land;
 - field-level faults (unknown measurement, wrong type, out of range) reject that field only: the
   reading's valid fields still land, so a broken CO cell does not blind the CH4 and O2 cells beside it.
 """
@@ -23,7 +24,7 @@ from citytelemetry.topics import STATUS, parse_device_topic
 from citytelemetry.validate.decode import DecodeRejected, decode_object, excerpt, readable
 from citytelemetry.validate.fields import FieldCheck, FieldRejected, compile_check
 from citytelemetry.validate.ratelimit import DeviceRateLimit
-from citytelemetry.validate.sequence import SequenceTracker
+from citytelemetry.validate.sequence import DEFAULT_WINDOW, SequenceTracker
 
 STATUS_STATES = frozenset({"online", "offline"})
 MAX_INT64 = 2**63 - 1  # InfluxDB integers are signed 64-bit
@@ -66,7 +67,7 @@ class MessageValidator:
 
     def __init__(self, catalog: Catalog, limits: Limits, *, topic_prefix: str = "ct/v1",
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
-                 rate_limit: DeviceRateLimit | None = None) -> None:
+                 rate_limit: DeviceRateLimit | None = None, sequence_window: int = DEFAULT_WINDOW) -> None:
         self._rate_limit = rate_limit
         self._catalog = catalog
         self._limits = limits
@@ -76,7 +77,7 @@ class MessageValidator:
             name: {key: compile_check(key, m) for key, m in profile.measurements.items()}
             for name, profile in catalog.profiles.items()
         }
-        self.sequences = SequenceTracker()
+        self.sequences = SequenceTracker(sequence_window)
         self._topics: dict[str, tuple[RegisteredDevice, str]] = {}
         # The excerpt of the message being refused, made once: 5,000 refused keys made it 5,000 times
         # (measured: 430 of 470 ms per such message, and the event loop stood still meanwhile).
@@ -170,14 +171,20 @@ class MessageValidator:
         if not isinstance(values, dict) or not values:
             raise _ReadingRejected(Reason.BAD_SCHEMA, "values must be a non-empty object")
         ts = self._in_window(_parse_timestamp(raw.get("ts")), now_ms)
-        if self._rate_limit is not None and not self._rate_limit(device.id, now=ts / 1000):
+        # Checks first, state last: the rate limit and the sequence window move only for a reading that
+        # lands (at least one valid field), so a refused reading cannot make later good ones stale.
+        limit = self._rate_limit
+        if limit is not None and not limit.allows(device.id, ts / 1000):
             raise _ReadingRejected(Reason.RATE_LIMITED, f"more readings than {device.profile.type} may send "
                                    f"(interval {device.profile.reporting_interval_s:g} s, with burst allowance)")
         verdict = self.sequences.check(device.id, seq, ts)
         if verdict is not None:
-            raise _ReadingRejected(verdict, f"seq {seq} already seen (last {self.sequences.last_seq(device.id)})")
+            raise _ReadingRejected(verdict[0], verdict[1])
         fields = self._fields(device, values, seq, message, outcome)
         if fields:
+            if limit is not None:
+                limit.take(device.id, ts / 1000)
+            self.sequences.accept(device.id, seq, ts)
             outcome.readings.append(Reading(measurement=device.profile.type, device_id=device.id,
                                             tags=device.tags, fields=fields, timestamp_ms=ts, seq=seq))
 
