@@ -73,6 +73,9 @@ class MqttSettings(Section):
     session_expiry_s: int = Field(default=86_400, ge=0)
     ca_file: Path | None = None
     publish_deadletters: bool = True
+    # MQTT 5, or 3.1.1 for brokers that speak nothing newer (NATS, amqtt, Azure IoT Hub); auto tries 5 and
+    # falls back to 3.1.1 when the broker answers "unsupported protocol version".
+    protocol: Literal["5", "3.1.1", "auto"] = "auto"
     # mqtt5: our asyncio session on the `mqtt5` packet codec (fast path, docs/performance.md);
     # aiomqtt: aiomqtt on paho-mqtt. Same contract, same tests.
     client: Literal["mqtt5", "aiomqtt"] = "mqtt5"

@@ -187,7 +187,8 @@ async def test_a_qos2_publish_fails_the_session() -> None:
 
 @pytest.mark.parametrize(("packet", "message"), [
     (mqtt5.DisconnectPacket(reason_code=mqtt5.DisconnectReasonCode.SESSION_TAKEN_OVER, reason_str="another client"),
-     "the broker disconnected us (SESSION_TAKEN_OVER: another client)"),
+     ("the broker disconnected us (SESSION_TAKEN_OVER: another client): another client connected with our client "
+     "id and took our session")),
     (mqtt5.DisconnectPacket(reason_code=mqtt5.DisconnectReasonCode.SERVER_SHUTTING_DOWN),
      "the broker disconnected us (SERVER_SHUTTING_DOWN)"),
     (mqtt5.PubRelPacket(1), "unexpected PubRelPacket from the broker"),

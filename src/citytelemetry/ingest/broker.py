@@ -20,6 +20,20 @@ class BrokerError(Exception):
     """The broker refused us, or the connection is gone: reconnecting (with backoff) is the remedy."""
 
 
+class ConnectRefusedError(BrokerError):
+    """The broker answered CONNECT with a failure; ``fatal`` when retrying cannot help by itself
+    (credentials, authorisation, a ban): ``ingest.watch.ConnectionWatch`` gives up after a few."""
+
+    def __init__(self, message: str, code: str, *, fatal: bool) -> None:
+        super().__init__(message)
+        self.code = code  # the MQTT 5 reason code's name (a 3.1.1 return code is mapped to it)
+        self.fatal = fatal
+
+
+class SessionTakenOverError(BrokerError):
+    """Another client connected with our client id and the broker gave it our session."""
+
+
 class SourceState(enum.Enum):
     NEW = "new"
     CONNECTED = "connected"
@@ -46,6 +60,34 @@ class BrokerSource(MessageSource, Protocol):
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None: ...
+
+
+# Refused CONNECT, in words: MQTT 5 reason code name -> (what it means for us, fatal?).
+_REFUSALS = {
+    "BAD_USER_NAME_OR_PASSWORD": ("bad user name or password (mqtt.username / mqtt.password)", True),
+    "NOT_AUTHORIZED": ("not authorised: the broker refuses these credentials or this client id", True),
+    "BANNED": ("this client is banned by the broker", True),
+    "BAD_AUTHENTICATION_METHOD": ("the broker does not accept this authentication method", True),
+    "UNSUPPORTED_PROTOCOL_VERSION": (('the broker does not speak MQTT {version} (mqtt.protocol: "5", "3.1.1" '
+                                     'or "auto")'), True),
+    "CLIENT_ID_NOT_VALID": (("client id {client_id!r} refused (not allowed, or in use where the broker refuses "
+                            "a second one): every member needs its own mqtt.client_id"), True),
+    "SERVER_UNAVAILABLE": ("the broker is unavailable", False),
+    "SERVER_BUSY": ("the broker is busy", False),
+    "CONNECTION_RATE_EXCEEDED": ("connecting too often for the broker", False),
+    "QUOTA_EXCEEDED": ("a broker quota is exceeded", False),
+}
+
+
+def refusal(settings: MqttSettings, code: str, version: str, detail: str | None = None) -> ConnectRefusedError:
+    """The error for a CONNACK failure, naming the broker's reason in words."""
+    words, fatal = _REFUSALS.get(code, ("", False))
+    text = f"{endpoint(settings)} refused the connection: {code}"
+    if words:
+        text += f" ({words.format(version=version, client_id=settings.client_id)})"
+    if detail:
+        text += f": {detail}"
+    return ConnectRefusedError(text, code, fatal=fatal)
 
 
 def filters(settings: MqttSettings) -> list[str]:

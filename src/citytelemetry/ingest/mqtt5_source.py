@@ -1,4 +1,4 @@
-"""The default MQTT source: an asyncio protocol on the ``mqtt5`` packet codec (MQTT 5 only).
+"""The default MQTT source: an asyncio protocol on the ``mqtt5`` packet codec, MQTT 5 or 3.1.1.
 
 Why not aiomqtt on this path: measured side by side (bench/RESULTS.md, 2026-11-28), a bare aiomqtt
 subscriber drains 9k msg/s here, paho builds a ``Properties`` object and an ``MQTTMessageInfo`` with a
@@ -16,6 +16,12 @@ let us control anyway (manual acks reach into paho):
 - Keepalive: PINGREQ every half interval; the connection is declared dead if the broker sends
   nothing for 1.5 intervals while we are reading.
 - Our own QoS 1 publishes (dead-letter notices) wait for their PUBACK.
+
+MQTT 3.1.1 (``mqtt.protocol``; ``auto`` tries 5 first): the codec speaks only 5, so ``mqtt311`` writes
+and reads the few packets that differ. The session is the same: ``clean session = 0`` keeps it (for as
+long as the broker keeps persistent sessions: 3.1.1 has no session expiry of ours), PUBACKs after settle,
+in order. 3.1.1 has no receive maximum either, so we keep the window ourselves: no PUBLISH is taken from
+the socket while ``receive_maximum`` messages are received and unsettled (reading pauses, TCP pushes back).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Self
 
@@ -33,24 +39,41 @@ import mqtt5
 
 from citytelemetry.config import MqttSettings
 from citytelemetry.contracts import InboundMessage
+from citytelemetry.ingest import mqtt311
 from citytelemetry.ingest.acks import AckTracker
-from citytelemetry.ingest.broker import BrokerError, SourceState, endpoint, filters, tls_context
+from citytelemetry.ingest.broker import (
+    BrokerError,
+    ConnectRefusedError,
+    SessionTakenOverError,
+    SourceState,
+    endpoint,
+    filters,
+    refusal,
+    tls_context,
+)
 
 log = logging.getLogger(__name__)
 DISCONNECT_WAIT_S = 2.0
 FAILURE = 0x80  # MQTT 5 reason codes from 0x80 up are failures
+V5, V311 = "5", "3.1.1"
+ATTEMPTS = {"5": (V5,), "3.1.1": (V311,), "auto": (V5, V311)}  # mqtt.protocol -> versions to try, in order
 
 
 class _SessionProtocol(asyncio.Protocol):
     """Bytes in -> packets; PUBLISH packets queue in ``inbox`` for ``Mqtt5Source.messages``."""
 
-    def __init__(self, high_water: int) -> None:
+    def __init__(self, high_water: int, *, version: str = V5, unsettled: Callable[[], int] | None = None) -> None:
         self._buffer = bytearray()
         self._high_water = high_water
         self._low_water = high_water // 2
+        self.version = version
+        self._read = mqtt5.read if version == V5 else mqtt311.read
+        # MQTT 3.1.1: our own receive window (received + unsettled); MQTT 5: the broker keeps it.
+        self._unsettled = unsettled if version == V311 else None
         self.transport: asyncio.Transport | None = None
         self.inbox: deque[tuple[mqtt5.PublishPacket, int]] = deque()
-        self.paused = False
+        self.paused = False  # reading paused: the inbox is at high water
+        self.held = False  # reading paused: the 3.1.1 window is full (PUBLISHes wait in the buffer)
         self.last_received = time.monotonic()
         self.error: BrokerError | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -78,27 +101,64 @@ class _SessionProtocol(asyncio.Protocol):
         inbox = self.inbox
         if len(inbox) >= self._high_water and not self.paused and self.transport is not None:
             self.paused = True
-            self.transport.pause_reading()
+            if not self.held:
+                self.transport.pause_reading()
         if inbox:
             self._wake()
 
     def _read_packets(self, buffer: bytearray, received_ms: int) -> int:
         """Decode every complete packet in ``buffer``; returns how many bytes they took."""
-        inbox, offset, read, publish = self.inbox, 0, mqtt5.read, mqtt5.PublishPacket
+        inbox, offset, read, publish = self.inbox, 0, self._read, mqtt5.PublishPacket
+        window, unsettled = self._high_water, self._unsettled
         with memoryview(buffer) as view:
+            if not self.connack.done() and self.version == V5:
+                either = mqtt311.connack_of_either(view)  # a 3.1.1-only broker's refusal
+                if either is not None:
+                    self._control(either[0])
+                    offset = either[1]
             while offset < len(buffer):
                 try:
                     packet, size = read(view[offset:])
                 except IndexError:  # the rest of a packet is still on its way
                     break
-                offset += size
                 if type(packet) is publish:
                     if packet.qos.value > 1:
                         raise ValueError("QoS 2 PUBLISH on our QoS 1 subscription (the broker must downgrade)")
+                    if unsettled is not None and len(inbox) + unsettled() >= window:
+                        self._hold()  # this PUBLISH and what follows stay in the buffer
+                        break
                     inbox.append((packet, received_ms))
                 else:
                     self._control(packet)
+                offset += size
         return offset
+
+    def _hold(self) -> None:
+        if not self.held and self.transport is not None:
+            self.held = True
+            if not self.paused:
+                self.transport.pause_reading()
+
+    def release(self) -> None:
+        """MQTT 3.1.1: messages were settled; take the PUBLISHes waiting in the buffer, then read again."""
+        unsettled = self._unsettled
+        if (not self.held or self.error is not None
+                or (unsettled is not None and len(self.inbox) + unsettled() >= self._high_water)):
+            return
+        self.held = False
+        self.data_received(b"")  # may take part of the buffer and hold again (pausing is idempotent)
+        if not self.held and not self.paused and self.transport is not None:
+            self.last_received = time.monotonic()  # the silence while held was ours
+            self.transport.resume_reading()
+
+    def stop_holding(self) -> None:
+        self._unsettled = None
+        self.held = False
+
+    @property
+    def reading_paused(self) -> bool:
+        """Packets may wait unread in the socket: silence from the broker proves nothing."""
+        return self.paused or self.held
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(BrokerError(f"connection lost: {exc}" if exc else "connection closed"))
@@ -116,7 +176,11 @@ class _SessionProtocol(asyncio.Protocol):
                 reply.set_result(packet)
         elif isinstance(packet, mqtt5.DisconnectPacket):
             reason = f"{packet.reason_code.name}{f': {packet.reason_str}' if packet.reason_str else ''}"
-            self.fail(BrokerError(f"the broker disconnected us ({reason})"))
+            if packet.reason_code is mqtt5.DisconnectReasonCode.SESSION_TAKEN_OVER:
+                self.fail(SessionTakenOverError(f"the broker disconnected us ({reason}): another client connected "
+                                           "with our client id and took our session"))
+            else:
+                self.fail(BrokerError(f"the broker disconnected us ({reason})"))
         elif not isinstance(packet, mqtt5.PingRespPacket):  # PINGRESP only refreshes last_received
             self.fail(BrokerError(f"unexpected {type(packet).__name__} from the broker"))
 
@@ -153,7 +217,8 @@ class _SessionProtocol(asyncio.Protocol):
             self.paused = False
             # Silence while paused was ours, not the broker's: the keepalive check starts over.
             self.last_received = time.monotonic()
-            self.transport.resume_reading()
+            if not self.held:
+                self.transport.resume_reading()
 
     # -- writing ---------------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
@@ -194,8 +259,11 @@ class Mqtt5Source:
         return self._protocol
 
     def _ack(self, mid: int, qos: int) -> None:
-        if qos == 1 and self._protocol is not None:
-            self._protocol.send(mqtt5.PubAckPacket(mid).write())
+        session = self._protocol
+        if qos == 1 and session is not None:
+            session.send(mqtt5.PubAckPacket(mid).write())  # the same bytes in 3.1.1
+            if session.held:
+                session.release()
 
     def _packet_id(self, session: _SessionProtocol) -> int:
         while True:
@@ -210,7 +278,7 @@ class Mqtt5Source:
         self.state = SourceState.CONNECTED
         try:
             async with asyncio.timeout(self._connect_timeout_s):
-                await self._connect()
+                await self._negotiate()
                 await self._subscribe()
         except BaseException as err:
             await self.__aexit__(None, None, None)
@@ -220,41 +288,76 @@ class Mqtt5Source:
             if isinstance(err, OSError):
                 raise BrokerError(f"cannot connect to {endpoint(self._settings)}: {err}") from err
             raise
-        log.info("connected to %s as %s (mqtt5, session %s), subscribed to %s", endpoint(self._settings),
-                 self._settings.client_id, "resumed" if self.session_present else "new", filters(self._settings))
+        log.info("connected to %s as %s (MQTT %s, session %s), subscribed to %s", endpoint(self._settings),
+                 self._settings.client_id, self.version, "resumed" if self.session_present else "new",
+                 filters(self._settings))
         return self
 
-    async def _connect(self) -> None:
+    @property
+    def version(self) -> str:
+        """The MQTT version of this connection ("5" or "3.1.1")."""
+        return self._protocol.version if self._protocol is not None else ATTEMPTS[self._settings.protocol][0]
+
+    async def _negotiate(self) -> None:
+        versions = ATTEMPTS[self._settings.protocol]
+        for version in versions:
+            try:
+                await self._connect(version)
+            except ConnectRefusedError as err:
+                if err.code != "UNSUPPORTED_PROTOCOL_VERSION" or version == versions[-1]:
+                    raise
+                log.info("%s does not speak MQTT %s; trying %s", endpoint(self._settings), version, versions[-1])
+                await self._drop()
+            else:
+                return
+
+    async def _drop(self) -> None:
+        """Close a connection the broker refused (it may already have closed it)."""
+        session, self._protocol = self._protocol, None
+        if session is not None and session.transport is not None:
+            session.transport.abort()
+            await session.closed
+
+    async def _connect(self, version: str) -> None:
         settings = self._settings
         context = tls_context(settings)
         loop = asyncio.get_running_loop()
         _, protocol = await loop.create_connection(
-            lambda: _SessionProtocol(settings.receive_maximum), settings.host, settings.port,
-            ssl=context, server_hostname=settings.host if context else None)
+            lambda: _SessionProtocol(settings.receive_maximum, version=version, unsettled=self._unsettled),
+            settings.host, settings.port, ssl=context, server_hostname=settings.host if context else None)
         self._protocol = protocol
         password = settings.password.get_secret_value().encode() if settings.password else None
-        protocol.send(mqtt5.ConnectPacket(
-            settings.client_id, username=settings.username, password=password,
-            clean_start=False,  # resume the persistent session: unacked messages are redelivered
-            keep_alive=settings.keepalive_s, session_expiry_interval=settings.session_expiry_s,
-            receive_max=settings.receive_maximum).write())
+        if version == V5:
+            protocol.send(mqtt5.ConnectPacket(
+                settings.client_id, username=settings.username, password=password,
+                clean_start=False,  # resume the persistent session: unacked messages are redelivered
+                keep_alive=settings.keepalive_s, session_expiry_interval=settings.session_expiry_s,
+                receive_max=settings.receive_maximum).write())
+        else:
+            protocol.send(mqtt311.connect(settings.client_id, keep_alive=settings.keepalive_s,
+                                          username=settings.username, password=password))
         connack = await protocol.connack
         if connack.reason_code != mqtt5.ConnAckReasonCode.SUCCESS:
-            detail = f": {connack.reason_str}" if connack.reason_str else ""
-            raise BrokerError(f"{endpoint(settings)} refused the connection: {connack.reason_code.name}{detail}")
+            raise refusal(settings, connack.reason_code.name, version, connack.reason_str)
         self.session_present = connack.session_present
         # The broker's own limit on QoS 1 messages we may have in flight to it (our notices).
         self._publish_slots = asyncio.Semaphore(max(1, connack.receive_max))
         keepalive = connack.server_keep_alive or settings.keepalive_s
         self._keepalive = asyncio.create_task(self._keep_alive(protocol, keepalive), name="mqtt-keepalive")
 
+    def _unsettled(self) -> int:
+        return self.acks.in_flight
+
     async def _subscribe(self) -> None:
         session = self._session()
         wanted = filters(self._settings)
         packet_id = self._packet_id(session)
         reply = session.replies[packet_id] = asyncio.get_running_loop().create_future()
-        session.send(mqtt5.SubscribePacket(
-            packet_id, [mqtt5.TopicFilter(f, max_qos=mqtt5.QoS.AT_LEAST_ONCE) for f in wanted]).write())
+        if session.version == V5:
+            session.send(mqtt5.SubscribePacket(
+                packet_id, [mqtt5.TopicFilter(f, max_qos=mqtt5.QoS.AT_LEAST_ONCE) for f in wanted]).write())
+        else:
+            session.send(mqtt311.subscribe(packet_id, wanted))
         suback = await reply
         if not isinstance(suback, mqtt5.SubAckPacket):
             raise BrokerError(f"the broker answered SUBSCRIBE with {type(suback).__name__}")
@@ -268,7 +371,7 @@ class Mqtt5Source:
             await asyncio.sleep(interval_s / 2)
             silent_s = time.monotonic() - session.last_received
             # While reads are paused the broker's packets wait in the socket: silence proves nothing.
-            if not session.paused and silent_s > interval_s * 1.5:
+            if not session.reading_paused and silent_s > interval_s * 1.5:
                 session.fail(BrokerError(f"no packet from the broker for {silent_s:.0f} s (keepalive)"))
                 return
             session.send(ping)
@@ -294,8 +397,9 @@ class Mqtt5Source:
             # and dropped the unread rest, PUBACKs included (tests/integration/test_mqtt_sources.py).
             if not session.connack.done():  # no session yet, nothing acked: do not wait on a silent broker
                 session.transport.close()
-            elif session.paused:  # a paused transport would not see the broker's close
+            elif session.reading_paused:  # a paused transport would not see the broker's close
                 session.paused = False
+                session.stop_holding()  # nothing is consumed any more: read on to the broker's close
                 session.transport.resume_reading()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(DISCONNECT_WAIT_S):
@@ -324,7 +428,8 @@ class Mqtt5Source:
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1, timeout_s: float = 5.0) -> None:
         session = self._session()
         if qos == 0:
-            session.send(mqtt5.PublishPacket(topic, payload).write())
+            session.send(mqtt5.PublishPacket(topic, payload).write() if session.version == V5
+                         else mqtt311.publish(topic, payload))
             return
         if qos != 1:
             raise ValueError("the pipeline publishes at QoS 0 or 1")
@@ -332,7 +437,8 @@ class Mqtt5Source:
             packet_id = self._packet_id(session)
             reply = session.replies[packet_id] = asyncio.get_running_loop().create_future()
             session.send(mqtt5.PublishPacket(topic, payload, qos=mqtt5.QoS.AT_LEAST_ONCE,
-                                             packet_id=packet_id).write())
+                                             packet_id=packet_id).write() if session.version == V5
+                         else mqtt311.publish(topic, payload, qos=1, packet_id=packet_id))
             try:
                 async with asyncio.timeout(timeout_s):
                     puback = await reply
