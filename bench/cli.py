@@ -72,7 +72,6 @@ def run(ctx: Context, parts: list[str], names: list[str], subscribers: list[str]
             rows += part_b(ctx, work)
         if "c" in parts:
             rows.append(part_c(ctx, work))
-            rows.append(part_c(ctx, work, "aiomqtt"))
             if hot_path_compiled():
                 rows.append(part_c(ctx, work, pure_python=True))
             if extra_synthetic:

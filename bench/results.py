@@ -55,7 +55,6 @@ def ratios(rows: list[Row]) -> list[str]:
                  ("(c)/(b) pipeline / raw InfluxDB, 1 writer", c, find(rows, "b", w, "1 writer")),
                  ("(c)/(b) pipeline / raw InfluxDB, 2 writers", c, find(rows, "b", w, "2 writers")),
                  ("(d)/(c) two pipelines / one", find(rows, "d", w), c),
-                 ("(c) default mqtt5 source / aiomqtt source", c, find(rows, "c", w, "mqtt.client = aiomqtt")),
                  ("(c) compiled hot path / pure Python", c, find(rows, "c", w, "pure Python")),
                  ("(c) district / synthetic bench_sensor", c, find(rows, "c", w, synthetic=True))]
         for label, num, den in pairs:

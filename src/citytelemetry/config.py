@@ -76,9 +76,9 @@ class MqttSettings(Section):
     # MQTT 5, or 3.1.1 for brokers that speak nothing newer (NATS, amqtt, Azure IoT Hub); auto tries 5 and
     # falls back to 3.1.1 when the broker answers "unsupported protocol version".
     protocol: Literal["5", "3.1.1", "auto"] = "auto"
-    # mqtt5: our asyncio session on the `mqtt5` packet codec (fast path, docs/performance.md);
-    # aiomqtt: aiomqtt on paho-mqtt. Same contract, same tests.
-    client: Literal["mqtt5", "aiomqtt"] = "mqtt5"
+    # The one source: our asyncio session on the `mqtt5` packet codec. "aiomqtt" was retired (it needed
+    # aiomqtt's private paho client for manual acks, docs/performance.md); the key stays so configs load.
+    client: Literal["mqtt5"] = "mqtt5"
 
     @field_validator("url")
     @classmethod

@@ -59,7 +59,6 @@ def test_bench_tiny_run_produces_figures_and_exact_counts(tmp_path: Path) -> Non
     assert "Targets of issue 15 (this run):" in recorded
     assert "- load: at the start: load average " in recorded
     assert "(d)/(c)" in recorded
-    assert "(c) default mqtt5 source / aiomqtt source" in recorded
     compiled = hot_path_compiled()
     assert ("- build: hot path compiled with mypyc" if compiled else "- build: pure Python") in recorded
     pure_rows = [r for r in rows if r["part"] == "c" and "pure Python" in r["what"]]

@@ -12,6 +12,7 @@ import signal
 from pathlib import Path
 
 from citytelemetry.config import Settings, load_settings
+from citytelemetry.ingest.watch import BrokerGaveUpError
 from citytelemetry.profiles import load_catalog
 
 
@@ -39,7 +40,11 @@ async def _run_pipeline(settings: Settings, config_file: Path | None) -> int:
     frozen = freeze_startup_objects()
     pauses = pipeline.stats.gc = GcPauses()
     with GcPauseMeter(pauses):
-        await pipeline.run()
+        try:
+            await pipeline.run()
+        except BrokerGaveUpError as exc:  # bad credentials and the like: retrying would hide the failure
+            logging.getLogger("citytelemetry.pipeline").error("stopped: %s", exc)  # noqa: TRY400 - it says all
+            return 3
     logging.getLogger("citytelemetry.pipeline").info(
         "garbage collector: %d objects frozen at start; %d full collections, longest pause %.0f ms, %.1f s of "
         "pauses in all", frozen, pauses.collections[2], pauses.longest_s[2] * 1000, sum(pauses.seconds))

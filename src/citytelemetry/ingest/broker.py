@@ -1,7 +1,7 @@
 """What every MQTT source shares: the session contract, its errors, the subscriptions and TLS setup.
 
-Two implementations sit behind ``BrokerSource`` (``mqtt.client`` picks one): ``mqtt5_source`` (the
-default, on the ``mqtt5`` packet codec) and ``aiomqtt_source`` (aiomqtt on paho-mqtt).
+``mqtt5_source`` implements ``BrokerSource`` (MQTT 5 and 3.1.1); tests/integration/test_mqtt_sources.py
+is the contract suite any implementation must pass. The aiomqtt source was retired (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ class BrokerSource(MessageSource, Protocol):
     """
 
     state: SourceState
+
+    @property
+    def version(self) -> str:
+        """The MQTT version of the connection: "5" or "3.1.1"."""
 
     @property
     def in_flight(self) -> int:

@@ -1,4 +1,4 @@
-"""The MQTT source as configured (``mqtt.client``)."""
+"""The MQTT source as configured."""
 
 from __future__ import annotations
 
@@ -8,10 +8,6 @@ from citytelemetry.ingest.broker import BrokerSource
 
 def open_source(settings: MqttSettings, *, connect_timeout_s: float = 10.0) -> BrokerSource:
     """An unconnected source; ``async with`` it to connect and subscribe."""
-    if settings.client == "aiomqtt":
-        from citytelemetry.ingest.aiomqtt_source import AiomqttSource
-
-        return AiomqttSource(settings, connect_timeout_s=connect_timeout_s)
     from citytelemetry.ingest.mqtt5_source import Mqtt5Source
 
     return Mqtt5Source(settings, connect_timeout_s=connect_timeout_s)

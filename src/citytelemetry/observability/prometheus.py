@@ -63,6 +63,9 @@ class PipelineCollector(Collector):
         yield reloads
         yield GaugeMetricFamily("citytelemetry_catalog_devices", "devices in the running inventory",
                                 value=s.catalog_devices)
+        yield CounterMetricFamily("citytelemetry_mqtt_session_takeovers",
+                                  "times another client with our mqtt.client_id took our session",
+                                  value=s.mqtt_takeovers)
         completeness = GaugeMetricFamily("citytelemetry_completeness_ratio",
                                          "received / expected readings by device sequence numbers",
                                          labels=["system"])

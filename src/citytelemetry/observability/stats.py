@@ -28,6 +28,7 @@ class PipelineStats:
     deadletter_publish_failures: int = 0
     mqtt_connected: bool = False
     mqtt_connects: int = 0
+    mqtt_takeovers: int = 0  # times another client with our client id took the session (ingest/watch.py)
     in_flight_messages: int = 0
     sequence_restarts: int = 0
     write: WriteStats = field(default_factory=WriteStats)

@@ -46,7 +46,8 @@ def build_pipeline(settings: Settings, catalog: Catalog, *, writer: LineWriter |
     rate_limit = DeviceRateLimit.from_catalog(catalog)
 
     def make_validator(for_catalog: Catalog) -> MessageValidator:  # at start, and again at each reload
-        return MessageValidator(for_catalog, limits, topic_prefix=settings.mqtt.topic_prefix, rate_limit=rate_limit)
+        return MessageValidator(for_catalog, limits, topic_prefix=settings.mqtt.topic_prefix, rate_limit=rate_limit,
+                                sequence_window=p.sequence_window)
 
     validator = make_validator(catalog)
     writer = writer or make_writer(settings.influx)

@@ -70,8 +70,8 @@ class MessageHandler:
         def on_durable() -> None:
             if sequenced:
                 stats.readings_landed[system] += len(sequenced)
-            for device_id, seq in sequenced:
-                completeness.landed(device_id, seq)
+            for device_id, seq, timestamp_ms in sequenced:
+                completeness.landed(device_id, seq, timestamp_ms)
             stats.messages_settled += 1
             delivery.settle()
             source = self.source
@@ -97,9 +97,9 @@ class MessageHandler:
                 excerpt=excerpt(message.payload))])
 
     @staticmethod
-    def _reading_lines(outcome: Outcome, message: InboundMessage) -> tuple[list[bytes], list[tuple[str, int]]]:
+    def _reading_lines(outcome: Outcome, message: InboundMessage) -> tuple[list[bytes], list[tuple[str, int, int]]]:
         lines = []
-        sequenced: list[tuple[str, int]] = []
+        sequenced: list[tuple[str, int, int]] = []
         for reading in outcome.readings:  # a reading refused here leaves a new list behind: this one goes on
             try:
                 lines.append(reading_line(reading))
@@ -107,7 +107,7 @@ class MessageHandler:
                 _refuse_unwritable(outcome, reading, exc, message)
                 continue
             if reading.measurement != DEVICE_STATUS:
-                sequenced.append((reading.device_id, reading.seq))
+                sequenced.append((reading.device_id, reading.seq, reading.timestamp_ms))
         return lines, sequenced
 
     def count_refusals(self, dead: DeadLetter) -> None:

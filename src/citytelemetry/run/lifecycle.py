@@ -18,6 +18,7 @@ from citytelemetry.contracts import AlertEvaluator, InboundMessage, LineWriter, 
 from citytelemetry.deadletters.store import DeadLetterStore
 from citytelemetry.ingest.broker import BrokerError, BrokerSource
 from citytelemetry.ingest.factory import open_source
+from citytelemetry.ingest.watch import ConnectionWatch
 from citytelemetry.observability.completeness import CompletenessTracker
 from citytelemetry.observability.http import start_http
 from citytelemetry.observability.stats import PipelineStats
@@ -173,15 +174,21 @@ class Pipeline:
 
     async def _consume(self) -> None:
         backoff = Backoff(base_s=0.5, cap_s=10.0)
+        watch = ConnectionWatch(self.settings.mqtt.client_id)  # raises BrokerGaveUpError: the process stops
         attempt = 0
         while not self._stop.is_set():
             try:
                 async with open_source(self.settings.mqtt) as source:
                     self._attach(source)
+                    watch.connected()
                     attempt = 0
                     await self._pump_until_stopped(source)
                     await self._drain_before_disconnect()
             except BrokerError as exc:
+                takeover = watch.ended(exc)
+                self.stats.mqtt_takeovers = watch.takeovers
+                if takeover is not None:
+                    log.error("MQTT session taken over: %s", takeover)  # noqa: TRY400 - the report says all
                 delay = backoff.delay(attempt)
                 attempt += 1
                 log.warning("MQTT connection to %s lost or refused (%s); reconnecting in %.1f s",
