@@ -432,3 +432,26 @@ async def test_two_processes_with_one_client_id_are_reported_as_a_takeover(targe
             reports.append(report)
     assert len(reports) == 1
     assert f"another client is probably connected with our client id {settings.client_id!r}" in reports[0]
+
+
+async def test_the_pipeline_stops_with_the_brokers_reason_after_repeated_fatal_refusals(
+        secure_broker: SecureBroker) -> None:
+    from citytelemetry.config import InfluxSettings
+    from citytelemetry.ingest.watch import BrokerGaveUpError
+    from citytelemetry.run import build_pipeline
+
+    from .pipeline_harness import pipeline_settings
+
+    mqtt = secure_broker.creds.pipeline_mqtt(secure_broker.settings.mqtt).model_copy(
+        update={"password": SecretStr("not-the-password"), "client_id": f"ct-src-{uuid.uuid4().hex[:10]}"})
+    settings = pipeline_settings(mqtt.url, mqtt.topic_prefix, InfluxSettings(url="http://127.0.0.1:9"),
+                                 shutdown_timeout_s=1.0)  # nothing to flush but a self-metrics line
+    settings = settings.model_copy(update={"mqtt": mqtt})
+    pipeline = build_pipeline(settings, secure_broker.catalog)
+    started = time.monotonic()
+    with pytest.raises(BrokerGaveUpError) as gave_up:
+        await asyncio.wait_for(pipeline.run(), 30)  # three refusals, 0.5 + ~1 s of backoff between them
+    assert time.monotonic() - started < 15
+    assert str(gave_up.value) == (f"127.0.0.1:{secure_broker.port} refused the connection: NOT_AUTHORIZED (not "
+                                  "authorised: the broker refuses these credentials or this client id); refused "
+                                  "3 times in a row, giving up")
