@@ -197,10 +197,26 @@ class PipelineSettings(Section):
     deadletter_max_bytes: int = Field(default=256 * 1024**2, ge=1024 * 1024)
     deadletter_max_age_s: float = Field(default=7 * 86_400.0, gt=0)
 
-    @field_validator("spool_dir", "deadletter_dir", mode="before")
+    @field_validator("spool_dir", "deadletter_dir", "checkpoint_file", mode="before")
     @classmethod
     def _no_store(cls, value: object) -> object:
         return None if value == "" else value  # CITYTELEMETRY_PIPELINE__SPOOL_DIR= : no spool (not ".")
+    # Sequence windows, completeness counters and rate-limit buckets, restored at start (run/checkpoint.py).
+    # One file per running instance, like the spool. None: every start begins with empty state.
+    checkpoint_file: Path | None = Path(".run/device-state.ckpt")
+    checkpoint_interval_s: float = Field(default=30.0, gt=0)
+    # "k/n": this member owns the k-th of n shares of the inventory's devices and subscribes to exactly their
+    # topics (ingest/partition.py), so per-device state lives in one member. None: every device.
+    partition: str | None = Field(default=None, pattern=r"^[1-9][0-9]*/[1-9][0-9]*$")
+
+    @field_validator("partition")
+    @classmethod
+    def _partition(cls, value: str | None) -> str | None:
+        if value is not None:
+            member, count = (int(x) for x in value.split("/"))
+            if member > count:
+                raise ValueError(f"member {member} of {count}: k must be at most n in k/n")
+        return value
 
 
 class HttpSettings(Section):
@@ -266,6 +282,13 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     services: ServicesSettings = ServicesSettings()
     storage: StorageSettings = StorageSettings()
+
+    @model_validator(mode="after")
+    def _partition_or_group(self) -> Self:
+        if self.pipeline.partition is not None and self.mqtt.shared_group is not None:
+            raise ValueError("pipeline.partition and mqtt.shared_group exclude each other: a partitioned member "
+                             "subscribes to its own devices' topics, a shared subscription spreads every device")
+        return self
 
     @classmethod
     def settings_customise_sources(

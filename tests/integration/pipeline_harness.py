@@ -29,6 +29,8 @@ def pipeline_settings(mqtt_url: str, topic_prefix: str, influx: InfluxSettings, 
     client_id = f"ct-test-{uuid.uuid4().hex[:8]}"
     pipeline.setdefault("spool_dir", Path(tempfile.gettempdir()) / "citytelemetry-test-spools" / client_id)
     pipeline.setdefault("deadletter_dir", Path(tempfile.gettempdir()) / "citytelemetry-test-deadletters" / client_id)
+    pipeline.setdefault("checkpoint_file", Path(tempfile.gettempdir()) / "citytelemetry-test-spools" /
+                        f"{client_id}.device-state.ckpt")
     return Settings(
         mqtt=MqttSettings(url=mqtt_url, topic_prefix=topic_prefix, client_id=client_id),
         influx=influx,

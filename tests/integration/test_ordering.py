@@ -8,10 +8,12 @@ such reading was never seen and must land; completeness must end at 1.0; a repla
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -149,6 +151,68 @@ async def test_the_3_1_1_path_acknowledges_only_after_durable_and_lands_exactly(
             await wait_for(lambda: sum(len(landed(influxdb, influx_db_name, catalog, d)) for d in streams) == len(sent),
                            WAIT_S, f"{len(sent)} points in InfluxDB")
             assert pipeline.stats.rejections.total() == 0
+    finally:
+        publisher.close()
+    for device_id, stream in streams.items():
+        assert len(landed(influxdb, influx_db_name, catalog, device_id)) == len(stream)
+
+
+async def test_a_restart_keeps_completeness_and_duplicate_detection(
+        mosquitto: MqttBroker, influxdb: str, influx_db_name: str, mqtt_topic_prefix: str, catalog: Catalog,
+        tmp_path: Path) -> None:
+    streams = device_streams(catalog, mqtt_topic_prefix, devices=2, per_device=40)
+    first_half = {d: s[:len(s) // 2] for d, s in streams.items()}
+    second_half = {d: s[len(s) // 2:] for d, s in streams.items()}
+    influx = InfluxSettings(url=influxdb, database=influx_db_name)
+    settings = pipeline_settings(mosquitto.url, mqtt_topic_prefix, influx, checkpoint_file=tmp_path / "state.ckpt")
+    publisher = Publisher(mosquitto)
+    try:
+        async with running_pipeline(settings, catalog) as pipeline:
+            sent = [m for s in first_half.values() for m in s]
+            await asyncio.to_thread(publisher.publish, sent)
+            await wait_for(lambda: pipeline.stats.messages_settled >= len(sent), WAIT_S, "first half settled")
+        assert (tmp_path / "state.ckpt").is_file()
+
+        async with running_pipeline(settings, catalog) as pipeline:  # the same instance, restarted
+            replays = [s[3] for s in first_half.values()]  # seen before the restart
+            rest = [m for s in second_half.values() for m in s]
+            await asyncio.to_thread(publisher.publish, replays + rest)
+            total = len(replays) + len(rest)
+            await wait_for(lambda: pipeline.stats.messages_settled >= total, WAIT_S, "second half settled")
+            assert dict(pipeline.stats.rejections) == {"duplicate_sequence": len(replays)}
+            for device_id, counts in pipeline.completeness.devices().items():
+                size = len(streams[device_id])
+                assert (counts.total_received, counts.expected, counts.duplicates) == (size, size, 1), device_id
+    finally:
+        publisher.close()
+
+
+async def test_three_partitioned_members_land_a_shuffled_stream_once_with_every_device_complete(
+        mosquitto: MqttBroker, influxdb: str, influx_db_name: str, mqtt_topic_prefix: str, catalog: Catalog) -> None:
+    streams = device_streams(catalog, mqtt_topic_prefix, devices=9, per_device=20)
+    rng = random.Random(11)
+    sent = rng.sample([m for s in streams.values() for m in s], sum(len(s) for s in streams.values()))
+    replays = [s[2] for s in streams.values()]
+    influx = InfluxSettings(url=influxdb, database=influx_db_name)
+    members = [pipeline_settings(mosquitto.url, mqtt_topic_prefix, influx, partition=f"{k}/3") for k in (1, 2, 3)]
+    publisher = Publisher(mosquitto)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            pipelines = [await stack.enter_async_context(running_pipeline(s, catalog)) for s in members]
+            await asyncio.to_thread(publisher.publish, sent + replays)
+            total = len(sent) + len(replays)
+            await wait_for(lambda: sum(p.stats.messages_settled for p in pipelines) >= total, WAIT_S,
+                           f"{total} settled across the members")
+            owners: dict[str, int] = {}
+            for k, pipeline in enumerate(pipelines, 1):
+                for device_id, counts in pipeline.completeness.devices().items():
+                    assert device_id not in owners, f"{device_id} counted by members {owners[device_id]} and {k}"
+                    owners[device_id] = k
+                    size = len(streams[device_id])
+                    assert (counts.total_received, counts.expected, counts.duplicates) == (size, size, 1)
+            assert set(owners) == set(streams)
+            assert sum(p.stats.rejections["duplicate_sequence"] for p in pipelines) == len(replays)
+            assert sum(p.stats.messages_received for p in pipelines) == total  # nothing delivered twice
     finally:
         publisher.close()
     for device_id, stream in streams.items():

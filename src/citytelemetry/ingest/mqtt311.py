@@ -72,6 +72,11 @@ def subscribe(packet_id: int, topic_filters: list[str], qos: int = 1) -> bytes:
     return _packet(0x82, body)
 
 
+def unsubscribe(packet_id: int, topic_filters: list[str]) -> bytes:
+    """UNSUBSCRIBE (§3.10)."""
+    return _packet(0xA2, packet_id.to_bytes(2, "big") + b"".join(_string(f) for f in topic_filters))
+
+
 def publish(topic: str, payload: bytes, *, qos: int = 0, packet_id: int | None = None) -> bytes:
     """PUBLISH (§3.3) at QoS 0 or 1."""
     header = _string(topic)
@@ -110,6 +115,8 @@ def read(buffer: memoryview) -> tuple[mqtt5.Packet, int]:
         if None in codes:
             raise ValueError(f"invalid SUBACK return code in {bytes(body[2:]).hex()}")
         return mqtt5.SubAckPacket(int.from_bytes(body[:2], "big"), [c for c in codes if c is not None]), end
+    if kind == 11 and length == 2:  # UNSUBACK (no reason codes in 3.1.1)
+        return mqtt5.UnsubAckPacket(int.from_bytes(body, "big"), []), end
     if kind == 2:
         return read_connack(body), end
     if kind == 13 and length == 0:

@@ -39,7 +39,7 @@ import mqtt5
 
 from citytelemetry.config import MqttSettings
 from citytelemetry.contracts import InboundMessage
-from citytelemetry.ingest import mqtt311
+from citytelemetry.ingest import mqtt311, partition
 from citytelemetry.ingest.acks import AckTracker
 from citytelemetry.ingest.broker import (
     BrokerError,
@@ -78,7 +78,7 @@ class _SessionProtocol(asyncio.Protocol):
         self.error: BrokerError | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.connack: asyncio.Future[mqtt5.ConnAckPacket] = asyncio.get_running_loop().create_future()
-        self.replies: dict[int, asyncio.Future[mqtt5.SubAckPacket | mqtt5.PubAckPacket]] = {}  # by packet id
+        self.replies: dict[int, asyncio.Future[mqtt5.Packet]] = {}  # SUBACK, UNSUBACK, PUBACK by packet id
         self._waiter: asyncio.Future[None] | None = None
         self._outgoing: list[bytes] = []
         self._flush_scheduled = False
@@ -170,7 +170,7 @@ class _SessionProtocol(asyncio.Protocol):
         if isinstance(packet, mqtt5.ConnAckPacket):
             if not self.connack.done():
                 self.connack.set_result(packet)
-        elif isinstance(packet, mqtt5.SubAckPacket | mqtt5.PubAckPacket):
+        elif isinstance(packet, mqtt5.SubAckPacket | mqtt5.PubAckPacket | mqtt5.UnsubAckPacket):
             reply = self.replies.pop(packet.packet_id, None)
             if reply is not None and not reply.done():
                 reply.set_result(packet)
@@ -238,9 +238,14 @@ class _SessionProtocol(asyncio.Protocol):
 class Mqtt5Source:
     """One connection = one session attachment (``BrokerSource``). Re-create it to reconnect."""
 
-    def __init__(self, settings: MqttSettings, *, connect_timeout_s: float = 10.0) -> None:
+    def __init__(self, settings: MqttSettings, *, connect_timeout_s: float = 10.0,
+                 topic_filters: list[str] | None = None, unsubscribe: list[str] | None = None) -> None:
         self._settings = settings
         self._connect_timeout_s = connect_timeout_s
+        # None: the wildcard filters of the topic scheme; a partitioned member gives its devices' topics,
+        # and what a resumed session may still hold from another partitioning to unsubscribe.
+        self._filters = filters(settings) if topic_filters is None else topic_filters
+        self._unsubscribe = unsubscribe or []
         self.state = SourceState.NEW
         self._protocol: _SessionProtocol | None = None
         self._keepalive: asyncio.Task[None] | None = None
@@ -290,7 +295,7 @@ class Mqtt5Source:
             raise
         log.info("connected to %s as %s (MQTT %s, session %s), subscribed to %s", endpoint(self._settings),
                  self._settings.client_id, self.version, "resumed" if self.session_present else "new",
-                 filters(self._settings))
+                 self._filters if len(self._filters) <= 4 else f"{len(self._filters)} topics")
         return self
 
     @property
@@ -349,16 +354,30 @@ class Mqtt5Source:
         return self.acks.in_flight
 
     async def _subscribe(self) -> None:
+        # Subscribe first, unsubscribe after: in between, a message matches one or the other and queues.
+        for wanted in partition.batches(self._filters):
+            await self._subscribe_batch(wanted)
+        if self.session_present:
+            for unwanted in partition.batches(self._unsubscribe):
+                await self._unsubscribe_batch(unwanted)
+
+    async def _unsubscribe_batch(self, unwanted: list[str]) -> None:
+        await self._request(lambda pid: mqtt5.UnsubscribePacket(pid, unwanted).write(),
+                            lambda pid: mqtt311.unsubscribe(pid, unwanted))
+
+    async def _request(self, v5: Callable[[int], bytes], v311: Callable[[int], bytes]) -> mqtt5.Packet:
+        """Send the packet built for this connection's version with a fresh packet id; await the reply."""
         session = self._session()
-        wanted = filters(self._settings)
         packet_id = self._packet_id(session)
-        reply = session.replies[packet_id] = asyncio.get_running_loop().create_future()
-        if session.version == V5:
-            session.send(mqtt5.SubscribePacket(
-                packet_id, [mqtt5.TopicFilter(f, max_qos=mqtt5.QoS.AT_LEAST_ONCE) for f in wanted]).write())
-        else:
-            session.send(mqtt311.subscribe(packet_id, wanted))
-        suback = await reply
+        reply: asyncio.Future[mqtt5.Packet] = asyncio.get_running_loop().create_future()
+        session.replies[packet_id] = reply
+        session.send(v5(packet_id) if session.version == V5 else v311(packet_id))
+        return await reply
+
+    async def _subscribe_batch(self, wanted: list[str]) -> None:
+        topic_filters = [mqtt5.TopicFilter(f, max_qos=mqtt5.QoS.AT_LEAST_ONCE) for f in wanted]
+        suback = await self._request(lambda pid: mqtt5.SubscribePacket(pid, topic_filters).write(),
+                                     lambda pid: mqtt311.subscribe(pid, wanted))
         if not isinstance(suback, mqtt5.SubAckPacket):
             raise BrokerError(f"the broker answered SUBSCRIBE with {type(suback).__name__}")
         for topic_filter, code in zip(wanted, suback.reason_codes, strict=True):

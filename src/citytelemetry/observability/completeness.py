@@ -44,8 +44,10 @@ class DeviceCounts:
 
 
 class CompletenessTracker:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, *, instance: str | None = None) -> None:
         self._catalog = catalog
+        # The member that counted (mqtt.client_id, as on the self-metrics): members never share a series.
+        self._instance = () if instance is None else (("instance", instance),)
         self._devices: dict[str, DeviceCounts] = {}
         self._early_duplicates: dict[str, int] = {}
 
@@ -105,7 +107,8 @@ class CompletenessTracker:
                 "duplicates": state.duplicates, "out_of_order": state.out_of_order,
                 "completeness": received / expected if expected else 1.0,
             }
-            out.append(format_line(COMPLETENESS, self._catalog.devices[device_id].tags, fields,
+            tags = tuple(sorted(self._catalog.devices[device_id].tags + self._instance))
+            out.append(format_line(COMPLETENESS, tags, fields,
                                    timestamp_ns))
         return out
 

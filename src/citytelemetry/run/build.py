@@ -10,9 +10,11 @@ from citytelemetry.contracts import AlertEvaluator, EmitLines, LineWriter, Sink
 from citytelemetry.deadletters import DeadLetterBudget
 from citytelemetry.deadletters.outlet import DeadLetterOutlet
 from citytelemetry.deadletters.store import DeadLetterStore
+from citytelemetry.ingest.partition import subscription
 from citytelemetry.observability.completeness import CompletenessTracker
 from citytelemetry.observability.stats import PipelineStats
 from citytelemetry.profiles import Catalog
+from citytelemetry.run.checkpoint import Checkpointer
 from citytelemetry.run.handler import MessageHandler
 from citytelemetry.run.lag import ConsumerLag
 from citytelemetry.run.lifecycle import Pipeline, PipelineParts
@@ -51,7 +53,7 @@ def build_pipeline(settings: Settings, catalog: Catalog, *, writer: LineWriter |
 
     validator = make_validator(catalog)
     writer = writer or make_writer(settings.influx)
-    completeness = CompletenessTracker(catalog)
+    completeness = CompletenessTracker(catalog, instance=instance)
     notices = DeadLetterNotices(stats, settings.mqtt.topic_prefix)
     # The handler needs the evaluator, the evaluator the sink, the sink the refused-line handler, and that
     # one the handler: the refused-line handler is bound to the sink last.
@@ -90,6 +92,9 @@ def build_pipeline(settings: Settings, catalog: Catalog, *, writer: LineWriter |
         handler.rollup_windows = rollups.windows.observe
     reporter = SelfMetricsReporter(stats, completeness, validator.sequences, sink, instance=instance,
                                    interval_s=p.selfmetrics_interval_s)
+    checkpointer = None if p.checkpoint_file is None else Checkpointer(
+        p.checkpoint_file, p.checkpoint_interval_s, known=catalog.devices.keys(), sequences=validator.sequences,
+        completeness=completeness, rate=rate_limit, pending=handler.pending)
     reloader = Reloader(settings, ReloadParts(
         catalog=catalog, handler=handler, validator=validator, rate_limit=rate_limit, completeness=completeness,
         make_validator=make_validator, evaluator=_reloadable(evaluator)), stats, reread_settings=reread_settings)
@@ -97,7 +102,8 @@ def build_pipeline(settings: Settings, catalog: Catalog, *, writer: LineWriter |
         catalog=catalog, stats=stats, handler=handler, sink=sink, writer=writer, spool=spool,
         deadletter_store=store,
         completeness=completeness, notices=notices, reporter=reporter, evaluator=evaluator, reloader=reloader,
-        rollups=rollups))
+        rollups=rollups, checkpointer=checkpointer, subscription=None if p.partition is None else subscription(
+            p.partition, catalog.devices.values(), settings.mqtt.topic_prefix)))
 
 
 def _reloadable(evaluator: AlertEvaluator | None) -> AlertEngine | None:

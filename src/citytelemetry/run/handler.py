@@ -10,6 +10,7 @@ of coroutines so that scripts/compile_hotpath.py can compile it with mypyc.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from citytelemetry.contracts import AlertEvaluator, InboundMessage, OnDurable, Validator
@@ -46,6 +47,9 @@ class MessageHandler:
         self._outlet = outlet
         self._reject_log = RateLimitedLog(log)
         self._system_of = {device.id: device.system.value for device in catalog.devices.values()}
+        # Readings accepted and not yet durable (so not acknowledged), oldest first: the device-state
+        # checkpoint leaves them out, since the broker redelivers them after a crash (run/checkpoint.py).
+        self.pending: deque[list[tuple[str, int, int]]] = deque()
 
     def __call__(self, message: InboundMessage) -> tuple[list[bytes], OnDurable]:
         stats = self.stats
@@ -53,9 +57,11 @@ class MessageHandler:
         outcome = self._validate(message)
         lines, sequenced = self._reading_lines(outcome, message)
         # One message is one device (its topic), so one system: a plain count, not a Counter per message.
-        system = self._system_of[sequenced[0][0]] if sequenced else ""
+        system = ""
         if sequenced:
+            system = self._system_of[sequenced[0][0]]
             stats.readings_accepted[system] += len(sequenced)
+            self.pending.append(sequenced)
         if outcome.readings:
             self._observe(outcome.readings)
         if outcome.rejections:  # one dead letter for the message, however many refusals it holds
@@ -65,13 +71,10 @@ class MessageHandler:
             if dead_line is not None:
                 lines.append(dead_line)
         delivery = message.delivery
-        completeness = self.completeness
 
         def on_durable() -> None:
             if sequenced:
-                stats.readings_landed[system] += len(sequenced)
-            for device_id, seq, timestamp_ms in sequenced:
-                completeness.landed(device_id, seq, timestamp_ms)
+                self._landed(sequenced, system)
             stats.messages_settled += 1
             delivery.settle()
             source = self.source
@@ -86,6 +89,17 @@ class MessageHandler:
             self.evaluator.observe(readings)
         if self.rollup_windows is not None:
             self.rollup_windows(readings)
+
+    def _landed(self, sequenced: list[tuple[str, int, int]], system: str) -> None:
+        self.stats.readings_landed[system] += len(sequenced)
+        completeness = self.completeness
+        for device_id, seq, timestamp_ms in sequenced:
+            completeness.landed(device_id, seq, timestamp_ms)
+        pending = self.pending
+        if pending and pending[0] is sequenced:  # settled in the order handled: always, in practice
+            pending.popleft()
+        else:
+            pending.remove(sequenced)
 
     def _validate(self, message: InboundMessage) -> Outcome:
         try:

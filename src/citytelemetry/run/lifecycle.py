@@ -18,11 +18,13 @@ from citytelemetry.contracts import AlertEvaluator, InboundMessage, LineWriter, 
 from citytelemetry.deadletters.store import DeadLetterStore
 from citytelemetry.ingest.broker import BrokerError, BrokerSource
 from citytelemetry.ingest.factory import open_source
+from citytelemetry.ingest.partition import Subscription
 from citytelemetry.ingest.watch import ConnectionWatch
 from citytelemetry.observability.completeness import CompletenessTracker
 from citytelemetry.observability.http import start_http
 from citytelemetry.observability.stats import PipelineStats
 from citytelemetry.profiles import Catalog
+from citytelemetry.run.checkpoint import Checkpointer
 from citytelemetry.run.handler import MessageHandler
 from citytelemetry.run.notices import DeadLetterNotices
 from citytelemetry.run.reload import Reloader, ReloadReport
@@ -52,6 +54,8 @@ class PipelineParts:
     evaluator: AlertEvaluator | None
     reloader: Reloader | None = None
     rollups: RollupTask | None = None  # storage: keeps the rollup tiers up to date (docs/storage.md)
+    checkpointer: Checkpointer | None = None
+    subscription: Subscription | None = None  # a partitioned member's topics; None: the wildcards
 
 
 class Pipeline:
@@ -71,6 +75,8 @@ class Pipeline:
         self._reporter = parts.reporter
         self._reloader = parts.reloader
         self._reloads: set[asyncio.Task[ReloadReport]] = set()
+        self.checkpointer = parts.checkpointer
+        self._subscription = parts.subscription
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -100,6 +106,8 @@ class Pipeline:
 
     async def run(self) -> None:
         self._open_stores()
+        if self.checkpointer is not None:
+            self.checkpointer.restore()
         runner = None
         if self.settings.http.port:
             runner = await start_http(self.stats, self.settings.http.host, self.settings.http.port,
@@ -118,6 +126,8 @@ class Pipeline:
                 await self.evaluator.aclose()
             self._reporter.final()
             await self._final_flush(flush)
+            if self.checkpointer is not None:  # after the final flush: what is acknowledged now
+                await self.checkpointer.save()
             await self._close_stores()
             if runner is not None:
                 await runner.cleanup()
@@ -178,7 +188,9 @@ class Pipeline:
         attempt = 0
         while not self._stop.is_set():
             try:
-                async with open_source(self.settings.mqtt) as source:
+                sub = self._subscription
+                async with open_source(self.settings.mqtt, topic_filters=sub.filters if sub else None,
+                                       unsubscribe=sub.unsubscribe if sub else None) as source:
                     self._attach(source)
                     watch.connected()
                     attempt = 0

@@ -94,6 +94,10 @@ class DeviceRateLimit:
         rate = self.rates.get(device_id, self.default_rate)
         return min(self.burst, bucket[0] + max(0.0, now - bucket[1]) * rate)
 
+    def buckets(self) -> dict[str, list[float]]:
+        """The live buckets, device -> [tokens, last refill time] (for the checkpoint)."""
+        return self._buckets
+
     def tokens(self, device_id: str) -> float:
         bucket = self._buckets.get(device_id)
         return self.burst if bucket is None else bucket[0]
