@@ -91,3 +91,31 @@ def test_size_is_bounded_by_the_inventory_and_the_window(tmp_path: Path, window:
         sequences.accept(DEVICE, seq, T0 + seq)
     data = checkpoint.encode(checkpoint.snapshot(sequences, completeness, None, []))
     assert len(data) < window // 8 + 2048 + 512
+
+
+async def test_what_lands_after_the_last_checkpoint_is_replayed_from_the_journal(tmp_path: Path) -> None:
+    path = tmp_path / "state.ckpt"
+    sequences, completeness, rate = trackers()
+    saver = checkpoint.Checkpointer(path, 60, known={DEVICE}, sequences=sequences, completeness=completeness,
+                                    rate=rate, pending=[])
+    saver.restore()  # nothing yet: journal 0 opens
+    accept(sequences, completeness, 1, 2)
+    for seq in (1, 2):
+        saver.journal.record(DEVICE, seq, T0 + seq * 1000)
+    await saver.save()  # checkpoint with 1 and 2; journal 1 from here, journal 0 deleted
+    accept(sequences, completeness, 3, 7)
+    for seq in (3, 7):
+        saver.journal.record(DEVICE, seq, T0 + seq * 1000)
+    saver.journal.flush()  # what the source does before the PUBACKs; then: kill -9, no save
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.ckpt", "state.ckpt.journal.1"]
+
+    restored = trackers()
+    again = checkpoint.Checkpointer(path, 60, known={DEVICE}, sequences=restored[0], completeness=restored[1],
+                                    rate=restored[2], pending=[])
+    again.restore()
+    assert restored[0].check(DEVICE, 7, T0 + 7000)[0] is Reason.DUPLICATE_SEQUENCE  # type: ignore[index]
+    assert restored[0].check(DEVICE, 5, T0 + 5000) is None
+    counts = restored[1].devices()[DEVICE]
+    assert (counts.total_received, counts.expected, counts.out_of_order) == (4, 7, 0)
+    again.close()
+    saver.close()

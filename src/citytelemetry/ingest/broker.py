@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import ssl
+from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -48,6 +49,7 @@ class BrokerSource(MessageSource, Protocol):
     """
 
     state: SourceState
+    before_write: Callable[[], None] | None  # called before each write to the broker (so before PUBACKs)
 
     @property
     def version(self) -> str:

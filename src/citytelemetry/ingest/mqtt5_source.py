@@ -82,6 +82,7 @@ class _SessionProtocol(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._outgoing: list[bytes] = []
         self._flush_scheduled = False
+        self.before_write: Callable[[], None] | None = None  # e.g. the device-state journal, ahead of PUBACKs
 
     # -- asyncio.Protocol -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -231,6 +232,8 @@ class _SessionProtocol(asyncio.Protocol):
     def flush(self) -> None:
         self._flush_scheduled = False
         if self._outgoing and self.transport is not None and not self.transport.is_closing():
+            if self.before_write is not None:
+                self.before_write()
             self.transport.write(b"".join(self._outgoing))
         self._outgoing.clear()
 
@@ -253,6 +256,7 @@ class Mqtt5Source:
         self._publish_slots = asyncio.Semaphore(1)
         self.acks = AckTracker(self._ack)
         self.session_present = False
+        self.before_write: Callable[[], None] | None = None  # called before every write to the broker
 
     @property
     def in_flight(self) -> int:
@@ -331,6 +335,7 @@ class Mqtt5Source:
             lambda: _SessionProtocol(settings.receive_maximum, version=version, unsettled=self._unsettled),
             settings.host, settings.port, ssl=context, server_hostname=settings.host if context else None)
         self._protocol = protocol
+        protocol.before_write = self._before_write
         password = settings.password.get_secret_value().encode() if settings.password else None
         if version == V5:
             protocol.send(mqtt5.ConnectPacket(
@@ -349,6 +354,10 @@ class Mqtt5Source:
         self._publish_slots = asyncio.Semaphore(max(1, connack.receive_max))
         keepalive = connack.server_keep_alive or settings.keepalive_s
         self._keepalive = asyncio.create_task(self._keep_alive(protocol, keepalive), name="mqtt-keepalive")
+
+    def _before_write(self) -> None:
+        if self.before_write is not None:
+            self.before_write()
 
     def _unsettled(self) -> int:
         return self.acks.in_flight

@@ -9,14 +9,20 @@ What it holds is what has been *acknowledged*, not what has been validated: a re
 yet durable is not acknowledged either, so after a crash the broker redelivers it and it must land
 again. The handler keeps those readings (``MessageHandler.pending``) and the checkpoint leaves them out
 of the windows (their bits cleared, their timestamps dropped from the ring). Completeness counts on
-durable already. What remains: a reading that became durable after the last checkpoint and is
-redelivered after a crash lands a second time (the same point, overwritten) and is counted twice.
+durable already.
+
+Between two checkpoints, every reading that becomes durable is appended to a journal
+(``<file>.journal``, one ``device seq ts`` line each) just before its PUBACK is written: the source
+calls ``Journal.flush`` ahead of each socket write. A plain ``write`` with no fsync: a killed process
+loses nothing the kernel has, so after a kill -9 the restored state is exact (the last checkpoint, then
+the journal replayed); after a power loss it is the last checkpoint plus what of the journal reached the
+disk. A checkpoint starts a new journal; older ones are deleted once it is saved.
 
 Format (version 1): zlib-compressed JSON, written to ``<file>.tmp``, fsync'd, renamed over ``<file>``
 and the directory fsync'd, so a crash leaves the old checkpoint or the new one, never a torn one::
 
     {"format": "citytelemetry-device-state", "version": 1, "saved_ms": <epoch ms>, "window": <W>,
-     "restarts": <device restarts seen>,
+     "restarts": <device restarts seen>, "journal": <number of the journal that follows it>,
      "sequences": {<device>: [top, <W-bit bitmap, base64 little-endian>, max_ts, start_ts,
                               <timestamp ring, base64 int64 little-endian>, next slot]},
      "completeness": {<device>: [low, top, received, max_ts, earlier_received, earlier_expected,
@@ -39,7 +45,7 @@ import sys
 import time
 import zlib
 from array import array
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +173,58 @@ def restore(document: dict[str, Any], known: Collection[str], sequences: Sequenc
     return len(windows)
 
 
+class Journal:
+    """The readings made durable since the last checkpoint, written before their PUBACKs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.number = 0
+        self._entries: list[str] = []
+        self._fd: int | None = None
+
+    def file(self, number: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.journal.{number}")
+
+    def open(self, number: int) -> None:
+        if self._fd is not None:
+            self.flush()
+            os.close(self._fd)
+        self.number = number
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.file(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+
+    def record(self, device_id: str, seq: int, timestamp_ms: int) -> None:
+        self._entries.append(f"{device_id} {seq} {timestamp_ms}\n")
+
+    def flush(self) -> None:
+        """Called before the source writes to the broker (so before a PUBACK goes out)."""
+        if self._entries and self._fd is not None:
+            data = "".join(self._entries).encode()
+            self._entries.clear()
+            os.write(self._fd, data)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            self.flush()
+            os.close(self._fd)
+            self._fd = None
+
+    def replay(self, number: int) -> Iterator[tuple[str, int, int]]:
+        """The entries of journals ``number`` and later (a torn last line is skipped)."""
+        while self.file(number).exists():
+            for line in self.file(number).read_text(errors="replace").splitlines():
+                parts = line.split(" ")
+                if len(parts) == 3 and parts[1].isdigit() and parts[2].lstrip("-").isdigit():
+                    yield parts[0], int(parts[1]), int(parts[2])
+            number += 1
+
+    def drop_before(self, number: int) -> None:
+        for old in self.path.parent.glob(f"{self.path.name}.journal.*"):
+            suffix = old.name.rsplit(".", 1)[-1]
+            if suffix.isdigit() and int(suffix) < number:
+                old.unlink(missing_ok=True)
+
+
 class Checkpointer:
     """Restores the device state at start, saves it every ``interval_s`` and once more at shutdown."""
 
@@ -175,22 +233,46 @@ class Checkpointer:
                  pending: Collection[list[tuple[str, int, int]]]) -> None:
         self.path, self._interval_s, self._known = path, interval_s, known
         self._sequences, self._completeness, self._rate, self._pending = sequences, completeness, rate, pending
+        self.journal = Journal(path)
         self.saves = 0
 
     def restore(self) -> None:
+        """At start, before anything is consumed: the checkpoint, then the journals after it."""
         document = read(self.path)
+        number = 0
         if document is not None:
             devices = restore(document, self._known, self._sequences, self._completeness, self._rate)
+            number = int(document.get("journal", 0))
             log.info("device state restored from %s: %d devices (saved at %d ms)", self.path, devices,
                      document["saved_ms"])
+        replayed = 0
+        for device_id, seq, timestamp_ms in self.journal.replay(number):
+            if device_id in self._known:
+                if self._sequences.check(device_id, seq, timestamp_ms) is None:
+                    self._sequences.accept(device_id, seq, timestamp_ms)
+                self._completeness.landed(device_id, seq, timestamp_ms)
+                replayed += 1
+        if replayed:
+            log.info("device state: %d readings replayed from the journal after the checkpoint", replayed)
+        highest = max([number - 1, *self._journal_numbers()])
+        self.journal.open(highest + 1)
+
+    def _journal_numbers(self) -> list[int]:
+        suffixes = (p.name.rsplit(".", 1)[-1] for p in self.path.parent.glob(f"{self.path.name}.journal.*"))
+        return [int(s) for s in suffixes if s.isdigit()]
 
     def encode(self) -> bytes:
         pending = [reading for readings in self._pending for reading in readings]
-        return encode(snapshot(self._sequences, self._completeness, self._rate, pending))
+        document = snapshot(self._sequences, self._completeness, self._rate, pending)
+        document["journal"] = self.journal.number
+        return encode(document)
 
     async def save(self) -> None:
+        self.journal.open(self.journal.number + 1)  # what lands from now on goes into the next journal
         data = self.encode()  # on the loop: the trackers change only there
+        data_number = self.journal.number
         await asyncio.to_thread(write, self.path, data)
+        self.journal.drop_before(data_number)
         self.saves += 1
 
     async def run(self) -> None:
@@ -200,3 +282,6 @@ class Checkpointer:
                 await self.save()
             except OSError as exc:  # a full disk must not stop ingestion: the next save tries again
                 log.error("cannot save device state to %s: %s", self.path, exc)  # noqa: TRY400
+
+    def close(self) -> None:
+        self.journal.close()

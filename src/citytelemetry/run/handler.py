@@ -23,6 +23,7 @@ from citytelemetry.observability.ratelog import RateLimitedLog
 from citytelemetry.observability.stats import PipelineStats
 from citytelemetry.profiles import Catalog
 from citytelemetry.records import Outcome, Reading, Reason, Rejection
+from citytelemetry.run.checkpoint import Journal
 from citytelemetry.sink.deadletter import DeadLetterFormatter
 from citytelemetry.sink.line_protocol import LineRangeError, reading_line
 from citytelemetry.validate.decode import excerpt
@@ -50,6 +51,7 @@ class MessageHandler:
         # Readings accepted and not yet durable (so not acknowledged), oldest first: the device-state
         # checkpoint leaves them out, since the broker redelivers them after a crash (run/checkpoint.py).
         self.pending: deque[list[tuple[str, int, int]]] = deque()
+        self.journal: Journal | None = None  # readings made durable, recorded before their PUBACKs
 
     def __call__(self, message: InboundMessage) -> tuple[list[bytes], OnDurable]:
         stats = self.stats
@@ -92,9 +94,11 @@ class MessageHandler:
 
     def _landed(self, sequenced: list[tuple[str, int, int]], system: str) -> None:
         self.stats.readings_landed[system] += len(sequenced)
-        completeness = self.completeness
+        completeness, journal = self.completeness, self.journal
         for device_id, seq, timestamp_ms in sequenced:
             completeness.landed(device_id, seq, timestamp_ms)
+            if journal is not None:
+                journal.record(device_id, seq, timestamp_ms)
         pending = self.pending
         if pending and pending[0] is sequenced:  # settled in the order handled: always, in practice
             pending.popleft()

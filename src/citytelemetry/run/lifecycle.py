@@ -108,6 +108,7 @@ class Pipeline:
         self._open_stores()
         if self.checkpointer is not None:
             self.checkpointer.restore()
+            self.handler.journal = self.checkpointer.journal
         runner = None
         if self.settings.http.port:
             runner = await start_http(self.stats, self.settings.http.host, self.settings.http.port,
@@ -128,6 +129,7 @@ class Pipeline:
             await self._final_flush(flush)
             if self.checkpointer is not None:  # after the final flush: what is acknowledged now
                 await self.checkpointer.save()
+                self.checkpointer.close()
             await self._close_stores()
             if runner is not None:
                 await runner.cleanup()
@@ -153,6 +155,8 @@ class Pipeline:
                                                name="reload-watch"))
         if self.rollups is not None:
             helpers.append(asyncio.create_task(self.rollups.run(), name="rollups"))
+        if self.checkpointer is not None:
+            helpers.append(asyncio.create_task(self.checkpointer.run(), name="device-state-checkpoint"))
         return helpers
 
     async def _close_stores(self) -> None:
@@ -213,6 +217,8 @@ class Pipeline:
 
     def _attach(self, source: BrokerSource | None) -> None:
         self.handler.source = self._notices.source = source
+        if source is not None and self.checkpointer is not None:
+            source.before_write = self.checkpointer.journal.flush
         self.stats.mqtt_connected = source is not None
         if source is not None:
             self.stats.mqtt_connects += 1
