@@ -127,7 +127,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN (Linux >= 6.3)
     sys.exit(f"prctl(PR_SET_MDWE) failed: errno {ctypes.get_errno()}")
 import aiohttp, orjson, yaml
-import citytelemetry.ingest.factory, citytelemetry.ingest.mqtt5_source
+import citytelemetry.ingest.factory, citytelemetry.ingest.mqtt5_source, citytelemetry.ingest.mqtt311
 from citytelemetry.cli.main import main
 from citytelemetry.config import HttpSettings, PipelineSettings, Settings
 from citytelemetry.profiles import load_catalog
