@@ -22,7 +22,7 @@ TEMPLATE = Path(__file__).with_name("nats-mqtt.conf.template")
 
 
 def nats_mqtt_spec(run_dir: Path, mqtt_port: int) -> ServiceSpec:
-    home = run_dir.resolve() / "nats-mqtt"
+    home = run_dir.resolve() / f"nats-mqtt-{mqtt_port}"
     config = home / "nats.conf"
     client_port = free_port()
     variables = {"mqtt_port": str(mqtt_port), "client_port": str(client_port), "store_dir": str(home / "js")}

@@ -29,6 +29,7 @@ from citytelemetry.profiles import Catalog, RegisteredDevice
 from citytelemetry.security.local import LocalCredentials, local_credentials, prepare_broker
 from citytelemetry.services import ManagedService, ServiceError, definitions, free_port
 
+from .brokers import nats_mqtt  # noqa: F401 - the MQTT 3.1.1-only broker, one per session for every module
 from .pipeline_harness import shipped_catalog
 
 

@@ -41,7 +41,6 @@ from citytelemetry.ingest.watch import ConnectionWatch
 from citytelemetry.services import ManagedService, definitions, free_port
 from tests.conftest import MqttBroker
 
-from .brokers import nats_mqtt  # noqa: F401 - a fixture
 from .conftest import MqttProbeClient, SecureBroker
 
 pytestmark = pytest.mark.integration
@@ -318,7 +317,7 @@ async def test_the_source_speaks_the_version_it_was_told_or_the_broker_knows(tar
             assert source.version == "5"  # mosquitto speaks both: auto takes 5
 
 
-async def test_an_mqtt5_only_source_is_refused_by_a_3_1_1_broker_in_words(nats_mqtt: MqttBroker,  # noqa: F811
+async def test_an_mqtt5_only_source_is_refused_by_a_3_1_1_broker_in_words(nats_mqtt: MqttBroker,
                                                                           mqtt_topic_prefix: str) -> None:
     settings = source_settings(nats_mqtt, mqtt_topic_prefix, "5")
     with pytest.raises(ConnectRefusedError) as refused:

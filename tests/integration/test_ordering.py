@@ -25,7 +25,6 @@ from citytelemetry.ingest.factory import open_source
 from citytelemetry.profiles import Catalog
 from tests.conftest import MqttBroker, influx_query
 
-from .brokers import nats_mqtt  # noqa: F401 - a fixture
 from .pipeline_harness import pipeline_settings, running_pipeline, shipped_catalog, wait_for
 
 pytestmark = pytest.mark.integration
@@ -117,7 +116,7 @@ async def test_a_reordered_stream_lands_completely_and_replays_are_still_refused
 
 
 async def test_the_3_1_1_path_acknowledges_only_after_durable_and_lands_exactly(
-        nats_mqtt: MqttBroker, influxdb: str, influx_db_name: str, mqtt_topic_prefix: str,  # noqa: F811
+        nats_mqtt: MqttBroker, influxdb: str, influx_db_name: str, mqtt_topic_prefix: str,
         catalog: Catalog) -> None:
     """On NATS (MQTT 3.1.1 only): with no spool and no InfluxDB nothing is acknowledged, so the session
     still holds every message; with InfluxDB back the same session lands them exactly once."""
