@@ -89,9 +89,7 @@ def test_variables_the_project_reads_elsewhere_are_valid(monkeypatch: pytest.Mon
     assert load_settings().alerts.rules_dir == Path("alert_rules")
 
 
-# Named before its setting is merged: deploy/systemd/citytelemetry@.service sets pipeline.partition, which
-# the truth helper's branch adds (issue 16 item 7). Delete the entry once `pipeline.partition` is in config.py.
-PENDING = {"CITYTELEMETRY_PIPELINE__PARTITION"}
+PENDING: set[str] = set()  # names used before their setting is merged (none now: pipeline.partition landed)
 
 
 def test_every_variable_named_in_the_repository_is_valid() -> None:
