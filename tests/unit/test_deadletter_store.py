@@ -147,7 +147,9 @@ def test_replay_lands_what_the_fixed_profile_accepts_and_reports_the_rest(tmp_pa
     before = MessageValidator(catalog, Limits(), clock_ms=lambda: NOW)
     store = DeadLetterStore(tmp_path)
     store.open()
-    messages = [_payload(1, o2=20.9, co2=410.0), _payload(2, co2=99_999.0), _payload(3, o2=20.7)]
+    # one timestamp per reading: a new seq at the ts of a stored reading is refused (duplicate_timestamp)
+    messages = [_payload(1, NOW - 3000, o2=20.9, co2=410.0), _payload(2, NOW - 2000, co2=99_999.0),
+                _payload(3, NOW - 1000, o2=20.7)]
     for seq, payload in enumerate(messages, start=1):
         outcome = before(_inbound(payload))
         if outcome.rejections:
