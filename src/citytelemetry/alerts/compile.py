@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from citytelemetry.alerts import rulefiles as rf
 from citytelemetry.alerts import rules as r
+from citytelemetry.alerts import scope
 from citytelemetry.alerts.lifecycle import Tracker
 from citytelemetry.alerts.model import RuleInfo, Severity, Subject
 from citytelemetry.profiles import Catalog, RegisteredDevice
@@ -48,7 +49,7 @@ class _Builder:
         self.out = RuleSet()
         for device in catalog.devices.values():
             labels = (("site", device.site), ("system", device.system.value), ("device", device.id),
-                      *sorted(device.location.items()))
+                      *sorted(device.location.items()), (scope.LABEL, scope.of_device(device.id, device.location)))
             self.out.subjects[device.id] = Subject(device.id, labels, device.profile.type)
         self.devices = {d.id: d.profile.type for d in catalog.devices.values()}
 
@@ -73,7 +74,8 @@ class _Builder:
         subject_key = f"{device.site}/{device.system.value}/" + ",".join(f"{k}={v}" for k, v in pairs)
         subject = self.out.subjects.get(subject_key)
         if subject is None:
-            labels = (("site", device.site), ("system", device.system.value), *pairs)
+            labels = (("site", device.site), ("system", device.system.value), *pairs,
+                      (scope.LABEL, scope.of_location(dict(pairs)) or scope.of_site(device.site, device.system.value)))
             name = " ".join(f"{k} {v}" for k, v in pairs)
             subject = self.out.subjects[subject_key] = Subject(subject_key, labels, name=name)
         return subject
@@ -82,8 +84,8 @@ class _Builder:
         key = f"{site}/{system}"
         subject = self.out.subjects.get(key)
         if subject is None:
-            subject = self.out.subjects[key] = Subject(key, (("site", site), ("system", system)),
-                                                       name=f"{site} {system}")
+            labels = (("site", site), ("system", system), (scope.LABEL, scope.of_site(site, system)))
+            subject = self.out.subjects[key] = Subject(key, labels, name=f"{site} {system}")
         return subject
 
     def of_type(self, type_name: str) -> list[RegisteredDevice]:

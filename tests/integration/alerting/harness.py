@@ -9,7 +9,7 @@ pipeline with the alert evaluator, fed by the district simulator.
 from __future__ import annotations
 
 import asyncio
-import string
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from aiohttp import web
 from simulators.district import DistrictSimulator, Summary, publish
 
@@ -29,7 +30,11 @@ from citytelemetry.run import Pipeline, build_pipeline
 from citytelemetry.services import ManagedService, definitions, free_port
 from tests.integration.pipeline_harness import ROOT, pipeline_settings, wait_for
 
-TEMPLATE = Path(__file__).with_name("alertmanager.yml.template")
+SHIPPED = ROOT / "deploy" / "alertmanager.yml"
+# Timings for tests that are about what is paged, not when: every route's grouping shortened to 1 s.
+# Routes, group keys, receivers' send_resolved and inhibition stay the shipped ones (the shipped
+# timings are asserted in tests/unit/test_alertmanager_config.py and used as shipped where timing matters).
+FAST = {"group_wait": "1s", "group_interval": "1s"}
 Page = tuple[str, str, str, str, str]  # receiver, status, alertname, severity, who (device or group)
 
 
@@ -67,6 +72,7 @@ class Webhook:
     async def _receive(self, request: web.Request) -> web.Response:
         body = await request.json()
         body["_path"] = request.match_info["receiver"]
+        body["_at"] = time.monotonic()
         self.notifications.append(body)
         return web.Response(status=200)
 
@@ -116,25 +122,62 @@ class Bench:
         await asyncio.sleep(2.5)  # > group_interval: anything else in flight arrives now
 
 
-def render_alertmanager_config(directory: Path, webhook_url: str) -> Path:
+def render_alertmanager_config(directory: Path, webhook_url: str, timings: dict[str, str] | None = None) -> Path:
+    """deploy/alertmanager.yml with its receivers pointed at the test webhook (same path: /pager, /chat)
+    and, when ``timings`` is given, those keys set on the root route and every child route."""
+    config = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
+    for receiver in config["receivers"]:
+        for hook in receiver["webhook_configs"]:
+            hook["url"] = f"{webhook_url}/{receiver['name']}"
+    if timings:
+        for route in [config["route"], *config["route"].get("routes", [])]:
+            for key in timings.keys() & route.keys():
+                route[key] = timings[key]
     directory.mkdir(parents=True, exist_ok=True)
-    text = string.Template(TEMPLATE.read_text(encoding="utf-8")).substitute(webhook=webhook_url)
-    (directory / "alertmanager.yml").write_text(text, encoding="utf-8")
+    (directory / "alertmanager.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return directory
 
 
+@dataclass
+class Alertmanager:
+    """A real Alertmanager that can be restarted, with its data dir (notification log, silences) or without."""
+
+    service: ManagedService
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return self.service.url
+
+    async def restart(self, *, keep_data: bool) -> None:
+        await asyncio.to_thread(self.service.stop)
+        if not keep_data:
+            shutil.rmtree(self.data_dir)
+            self.data_dir.mkdir()
+        await asyncio.to_thread(self.service.start)
+
+
 @asynccontextmanager
-async def alertmanager_with_webhook(tmp: Path, port: int | None = None) -> AsyncIterator[tuple[str, Webhook]]:
+async def alertmanager_process(tmp: Path, port: int | None = None,
+                               timings: dict[str, str] | None = FAST) -> AsyncIterator[tuple[Alertmanager, Webhook]]:
     webhook = Webhook()
     await webhook.start()
-    templates = render_alertmanager_config(tmp / "am-config", webhook.url)
-    service = ManagedService(definitions.alertmanager(tmp / "am-run", port or free_port(), templates=templates))
+    templates = render_alertmanager_config(tmp / "am-config", webhook.url, timings)
+    spec = definitions.alertmanager(tmp / "am-run", port or free_port(), templates=templates)
+    service = ManagedService(spec)
     await asyncio.to_thread(service.start)
     try:
-        yield service.url, webhook
+        yield Alertmanager(service, spec.home / "data"), webhook
     finally:
         await asyncio.to_thread(service.stop)
         await webhook.stop()
+
+
+@asynccontextmanager
+async def alertmanager_with_webhook(tmp: Path, port: int | None = None,
+                                    timings: dict[str, str] | None = FAST) -> AsyncIterator[tuple[str, Webhook]]:
+    async with alertmanager_process(tmp, port, timings) as (am, webhook):
+        yield am.url, webhook
 
 
 def alert_settings(tmp: Path, mqtt_url: str, topic_prefix: str, influx_url: str, db: str, am_url: str,
