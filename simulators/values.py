@@ -138,11 +138,19 @@ def _clear_of_thresholds(lo: float, hi: float, m: Measurement) -> tuple[float, f
 def _decimals(m: Measurement, lo: float, hi: float) -> int:
     if m.value_type is ValueType.INT:
         return 0
+    if m.sensor is not None:  # the instrument's own steps (profile `sensor.resolution`)
+        return max(0, math.ceil(-math.log10(m.sensor.resolution) - 1e-9))
     if m.monotonic:
         return 3  # meters: fine enough that every reading's increment shows
     # About three significant digits across the band: 21.3 degC, 0.915 PF, 845.0 kW.
     span = (m.typical.max - m.typical.min) if m.typical is not None else (hi - lo)
     return int(_clip(2 - math.floor(math.log10(span)), 0, 6)) if span > 0 else 3
+
+
+def _noise(m: Measurement, band: Band) -> float:
+    """White noise as a fraction of the band: the profile's sensor noise when it gives one."""
+    span = band.hi - band.lo
+    return m.sensor.noise / span if m.sensor is not None and span > 0 else NOISE
 
 
 def normal_band(m: Measurement) -> Band:
@@ -199,16 +207,16 @@ def driver_of(key: str, m: Measurement, profile: DeviceProfile) -> str:
 class _Numeric:
     """A numeric measurement that follows a latent signal, plus its own white noise."""
 
-    __slots__ = ("band", "bias", "driver", "key", "own")
+    __slots__ = ("band", "bias", "driver", "key", "noise", "own")
 
-    def __init__(self, key: str, band: Band, driver: str, rng: random.Random) -> None:
-        self.key, self.band, self.driver = key, band, driver
+    def __init__(self, key: str, band: Band, driver: str, rng: random.Random, noise: float = NOISE) -> None:
+        self.key, self.band, self.driver, self.noise = key, band, driver, noise
         self.bias = sum(offset for pattern, offset in _BIAS if pattern.search(key))
         self.own = _Wander(0.1, 1800.0, rng)
 
     def __call__(self, latents: dict[str, float], dt_s: float, rng: random.Random) -> float | int:
         x = _clip(0.5 + self.own.step(rng, dt_s), 0.05, 0.95) if self.driver == OWN else latents[self.driver]
-        noise = rng.gauss(0.0, NOISE)
+        noise = rng.gauss(0.0, self.noise)
         if self.driver in (SUN, WIND_POWER):  # no output, no noise: a PV inverter reads 0 kW at night
             noise *= x
         return self.band.at(x + self.bias + noise)
@@ -315,7 +323,8 @@ class DeviceModel:
             if m.value_type in (ValueType.FLOAT, ValueType.INT):
                 bands[key] = normal_band(m)
                 if not m.monotonic:
-                    self._numeric[key] = _Numeric(key, bands[key], driver_of(key, m, profile), rng)
+                    self._numeric[key] = _Numeric(key, bands[key], driver_of(key, m, profile), rng,
+                                                  _noise(m, bands[key]))
             else:
                 self._states.append(_State(key, m))
         for key, m in profile.measurements.items():

@@ -154,8 +154,32 @@ class AlertSettings(Section):
     request_timeout_s: float = Field(default=5.0, gt=0, le=120)  # each POST to Alertmanager
     max_queued: int = Field(default=100_000, ge=100)  # alert events waiting while Alertmanager is unreachable
     state_save_interval_s: float = Field(default=10.0, gt=0)  # state file written this often when changed
-    generator_url: str = "http://127.0.0.1:9108/alerts"  # generatorURL of every alert
-    runbook_base_url: str = "docs/runbooks.md"  # runbook annotation: <base>#<anchor>
+    # Resolutions are re-sent this long (as Prometheus does): an Alertmanager restarted before it
+    # notified one still announces it. 0: sent once.
+    resolved_resend_s: float = Field(default=900.0, ge=0, le=86_400)
+    # The pipeline's address as people reach it (behind a proxy, a DNS name): generatorURL of every alert
+    # is <public_url>/alerts/<alertname>/<fingerprint>. Unset: http://<http.host>:<http.port>.
+    public_url: str | None = None
+    # Base of the runbook links (<docs_url>/runbooks.md#<anchor>): where docs/ is published. Unset: the
+    # pipeline serves them itself at <public_url>/docs/ from docs_dir.
+    docs_url: str | None = None
+    docs_dir: Path = Path("docs")
+
+    @field_validator("public_url", "docs_url")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an absolute http(s) URL, got {value!r}: pagers and chats cannot open "
+                             "a relative link")
+        return value.rstrip("/")
+
+    @property
+    def runbook_base_url(self) -> str:
+        """Runbook base when the HTTP address is not known (``alerts list``): docs_url, else the repository path."""
+        return f"{self.docs_url}/runbooks.md" if self.docs_url else "docs/runbooks.md"
 
 
 class PipelineSettings(Section):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from citytelemetry.alerts import rulefiles as rf
 from citytelemetry.alerts import rules as r
 from citytelemetry.alerts import scope
+from citytelemetry.alerts.bands import clear_level, flat_line_limits
 from citytelemetry.alerts.lifecycle import Tracker
 from citytelemetry.alerts.model import RuleInfo, Severity, Subject
 from citytelemetry.profiles import Catalog, RegisteredDevice
@@ -53,11 +54,12 @@ class _Builder:
             self.out.subjects[device.id] = Subject(device.id, labels, device.profile.type)
         self.devices = {d.id: d.profile.type for d in catalog.devices.values()}
 
-    def info(self, rule: rf.Named, kind: str, scope: str, condition: str, summary: str, unit: str = "") -> RuleInfo:
+    def info(self, rule: rf.Named, kind: str, scope: str, condition: str, summary: str, unit: str = "", *,
+             resolved: str = "", clear: float | None = None) -> RuleInfo:
         made = RuleInfo(name=rule.name, severity=rule.severity, for_ms=round(rule.for_s * 1000),
                         summary=rule.summary or summary, source=rule.source,
                         runbook=f"{self.runbook_base}#{rule.name}", kind=kind, scope=scope,
-                        condition=condition, unit=unit)
+                        condition=condition, unit=unit, resolved=rule.resolved_summary or resolved, clear=clear)
         self.out.infos.append(made)
         return made
 
@@ -129,6 +131,7 @@ def _states(b: _Builder, type_name: str, key: str, m: Measurement, levels: rf.Pr
         name = f"{type_name}_{key}"
         info = RuleInfo(name=name, severity=severity, for_ms=round(levels.states_for_s * 1000),
                         summary=f"{{subject}}: {_escape(m.description.lower())} is {{detail}}",
+                        resolved=f"{{subject}}: resolved: {_escape(m.description.lower())} is {{detail}} now",
                         source=m.source or f"device profile {type_name}", runbook=f"{b.runbook_base}#{type_name}",
                         kind="profile state", scope=type_name, condition=f"{key} in {list(states)}")
         b.out.infos.append(info)
@@ -152,12 +155,14 @@ def _thresholds(b: _Builder, type_name: str, key: str, m: Measurement, levels: r
             if override is not None:
                 chosen = override.warning_for_s if severity is Severity.WARNING else override.critical_for_s
                 for_s = chosen if chosen is not None else for_s
-            clear = level - hysteresis * (level - edge)
+            clear = clear_level(level, edge, hysteresis, m.sensor, high=high)
             sign = "≥" if high else "≤"
+            what = _escape(m.description.lower())
             info = RuleInfo(
                 name=f"{type_name}_{key}_{side}", severity=severity, for_ms=round(for_s * 1000),
-                summary=(f"{{subject}}: {_escape(m.description.lower())} {{value}} {{unit}} {sign} "
-                         f"{severity.value} level {{threshold}} {{unit}}"),
+                summary=f"{{subject}}: {what} {{value}} {{unit}} {sign} {severity.value} level {{threshold}} {{unit}}",
+                resolved=(f"{{subject}}: resolved: {what} {{value}} {{unit}}, {'below' if high else 'above'} "
+                          "the {clear} {unit} clear level"), clear=clear,
                 source=threshold.source, runbook=f"{b.runbook_base}#{type_name}", kind="profile threshold",
                 scope=type_name, condition=f"{key} {sign} {level:g} (clear {'<' if high else '>'} {clear:.4g})",
                 unit=m.unit)
@@ -175,7 +180,8 @@ def _rate(b: _Builder, rule: rf.RateOfChange) -> None:
     info = b.info(rule, "rate of change", rule.type,
                   f"{rule.measurement} {word} ≥ {rule.per_min:g} {unit}/min over {rule.window_s:g} s",
                   f"{{subject}}: {rule.measurement} {word} {{value}} {{unit}}/min (limit {{threshold}} {{unit}}/min)",
-                  unit)
+                  unit, resolved=f"{{subject}}: resolved: {rule.measurement} {word} {{value}} {{unit}}/min now, "
+                                 "under the {clear} {unit}/min clear level", clear=rule.per_min * rule.clear_fraction)
     b.out.by_type[rule.type].append(r.RateOfChange(
         info, rule.measurement, per_min=rule.per_min, window_s=rule.window_s, clear_fraction=rule.clear_fraction,
         rise=rule.direction == "rise", tracker=b.tracker, subjects=b.out.subjects))
@@ -183,13 +189,19 @@ def _rate(b: _Builder, rule: rf.RateOfChange) -> None:
 
 def _flat(b: _Builder, rule: rf.FlatLine) -> None:
     unit = b.unit(rule.type, rule.measurement)
+    sensor = b.catalog.profiles[rule.type].measurements[rule.measurement].sensor
+    derived = flat_line_limits(sensor) if sensor is not None else None
+    tolerance = rule.tolerance if rule.tolerance is not None else derived.tolerance if derived else 0.0
+    min_count = rule.min_count if rule.min_count is not None else derived.min_count if derived else 2
+    why = f" (from the sensor: steps {sensor.resolution:g}, noise {sensor.noise:g})" if sensor and derived else ""
     info = b.info(rule, "flat line", rule.type,
-                  f"{rule.measurement} within ±{rule.tolerance:g} for ≥ {rule.min_count} readings and "
-                  f"{rule.min_duration_s:g} s",
-                  f"{{subject}}: {rule.measurement} stuck at {{value}} {{unit}} for {{detail}}", unit)
+                  f"{rule.measurement} within ±{tolerance:g} for ≥ {min_count} readings and "
+                  f"{rule.min_duration_s:g} s{why}",
+                  f"{{subject}}: {rule.measurement} stuck at {{value}} {{unit}} for {{detail}}", unit,
+                  resolved=f"{{subject}}: resolved: {rule.measurement} moving again ({{value}} {{unit}})")
     b.out.by_type[rule.type].append(r.FlatLine(
-        info, rule.measurement, tolerance=rule.tolerance, min_duration_s=rule.min_duration_s,
-        min_count=rule.min_count, tracker=b.tracker, subjects=b.out.subjects))
+        info, rule.measurement, tolerance=tolerance, min_duration_s=rule.min_duration_s,
+        min_count=min_count, tracker=b.tracker, subjects=b.out.subjects))
 
 
 def _hampel(b: _Builder, rule: rf.Hampel) -> None:
@@ -197,7 +209,8 @@ def _hampel(b: _Builder, rule: rf.Hampel) -> None:
     info = b.info(rule, "anomaly (Hampel)", rule.type,
                   f"|{rule.measurement} - median| > max({rule.k:g} x 1.4826 x MAD, {rule.floor:g}) over "
                   f"{rule.window} readings, {rule.min_outliers} in a row",
-                  f"{{subject}}: {rule.measurement} {{value}} {{unit}} is anomalous ({{detail}})", unit)
+                  f"{{subject}}: {rule.measurement} {{value}} {{unit}} is anomalous ({{detail}})", unit,
+                  resolved=f"{{subject}}: resolved: {rule.measurement} {{value}} {{unit}} is back in line ({{detail}})")
     b.out.by_type[rule.type].append(r.HampelRule(
         info, rule.measurement, window=rule.window, k=rule.k, floor=rule.floor, min_outliers=rule.min_outliers,
         tracker=b.tracker, subjects=b.out.subjects))
@@ -210,7 +223,7 @@ def _stale(b: _Builder, rule: rf.Stale) -> None:
     info = b.info(rule, "stale / offline", ",".join(sorted(s.value for s in rule.systems)) or "every device",
                   f"no reading for {rule.intervals:g} x the profile interval, or last will 'offline' for "
                   f"{rule.offline_for_s:g} s",
-                  "{subject}: {detail} (limit {threshold} s)", "s")
+                  "{subject}: {detail} (limit {threshold} s)", "s", resolved="{subject}: resolved: {detail}")
     b.out.time_rules.append(r.Silence(info, limits, offline_for_s=rule.offline_for_s, presence=b.out.presence,
                                       tracker=b.tracker, subjects=b.out.subjects))
 
@@ -228,7 +241,8 @@ def _composite(b: _Builder, rule: rf.Composite) -> None:
         words.append(f"any {c.type}.{c.measurement} {test}")
     unit = b.unit(rule.when[0].type, rule.when[0].measurement) if rule.when[0].states == [] else ""
     info = b.info(rule, "composite", f"per {'/'.join(rule.group_by)}", " and ".join(words),
-                  f"{{subject}}: {rule.name.replace('_', ' ')} ({{value}} {{unit}})", unit)
+                  f"{{subject}}: {rule.name.replace('_', ' ')} ({{value}} {{unit}})", unit,
+                  resolved=f"{{subject}}: resolved: {rule.name.replace('_', ' ')} no longer holds")
     composite = r.Composite(info, tests, groups, len(rule.when), max_age_s=rule.max_age_s, tracker=b.tracker)
     for type_name in types:
         b.out.by_type[type_name].append(composite)
@@ -241,7 +255,9 @@ def _spread(b: _Builder, rule: rf.NeighbourSpread) -> None:
     info = b.info(rule, "neighbour spread", f"{rule.type} per {'/'.join(rule.group_by)}",
                   f"max - min of {rule.measurement} > {rule.max_spread:g} {unit} (clear ≤ {clear:g})",
                   f"{{subject}}: {rule.type} sensors disagree on {rule.measurement} by {{value}} {{unit}} "
-                  f"(limit {{threshold}} {{unit}})", unit)
+                  f"(limit {{threshold}} {{unit}})", unit,
+                  resolved=f"{{subject}}: resolved: {rule.type} sensors agree on {rule.measurement} within {{value}} "
+                           "{unit} (clear ≤ {clear} {unit})", clear=clear)
     b.out.by_type[rule.type].append(r.NeighbourSpread(
         info, rule.measurement, groups, limit=rule.max_spread, clear=clear, max_age_s=rule.max_age_s,
         tracker=b.tracker))
@@ -254,7 +270,9 @@ def _coverage(b: _Builder, rule: rf.Coverage) -> None:
             groups[b.site(d.site, d.system.value)][d.id] = round(rule.intervals * d.profile.reporting_interval_s * 1000)
     info = b.info(rule, "coverage", ",".join(s.value for s in rule.systems),
                   f"devices heard within {rule.intervals:g} x their interval < {100 * rule.min_ratio:g} %",
-                  "{subject}: monitoring coverage {value} % below {threshold} % ({detail})", "%")
+                  "{subject}: monitoring coverage {value} % below {threshold} % ({detail})", "%",
+                  resolved="{subject}: resolved: monitoring coverage {value} % ({detail}), at or above the {clear} % "
+                           "clear level", clear=100 * rule.min_ratio + 1)
     b.out.time_rules.append(r.CoverageRule(info, groups, min_ratio=rule.min_ratio, presence=b.out.presence,
                                            tracker=b.tracker, clock_start=b.out.clock_start))
 
@@ -269,7 +287,9 @@ def _completeness(b: _Builder, rule: rf.Completeness) -> None:
     info = b.info(rule, "completeness", ",".join(s.value for s in rule.systems),
                   f"readings received / expected over {rule.window_s:g} s < {100 * rule.min_ratio:g} % "
                   f"(devices reporting at least every {rule.max_interval_s:g} s)",
-                  "{subject}: data completeness {value} % below {threshold} % ({detail})", "%")
+                  "{subject}: data completeness {value} % below {threshold} % ({detail})", "%",
+                  resolved="{subject}: resolved: data completeness {value} % ({detail}), at or above the {clear} % "
+                           "clear level", clear=100 * rule.min_ratio + 2)
     completeness = r.CompletenessRule(info, members, expected, window_s=rule.window_s, min_ratio=rule.min_ratio,
                                       tracker=b.tracker, clock_start=b.out.clock_start)
     b.out.every_reading.append(completeness.count)

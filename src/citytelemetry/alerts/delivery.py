@@ -2,8 +2,13 @@
 
 Alert events (a firing, a resolution) wait in a bounded queue and leave in order, in batches; a failed
 POST is retried with capped, jittered backoff, every attempt under a timeout. Firing alerts are also
-re-sent every ``resend_interval_s`` (Alertmanager forgets an alert whose ``endsAt`` passes), so an
-Alertmanager restart loses nothing for long. If the queue overflows, the oldest event is dropped and
+re-sent every ``resend_interval_s`` (Alertmanager forgets an alert whose ``endsAt`` passes), and so are
+resolutions for ``resolved_resend_s`` after they happened (as Prometheus does, 15 min by default): an
+Alertmanager that restarted before notifying a resolution gets it again and announces it (it knows from
+its notification log, in its data dir, that the alert was paged). Re-sends go criticals first, warnings
+``INHIBIT_SETTLE_S`` later, so that after a restart every inhibiting critical is back in Alertmanager
+before a warning it mutes could be notified (Alertmanager flushes old alerts at once, and its inhibitor
+and dispatcher read new alerts concurrently). If the queue overflows, the oldest event is dropped and
 counted (``dropped``) and an error is logged: never silently; the firing ones come back with the next
 re-send anyway.
 """
@@ -23,12 +28,13 @@ from typing import Any
 
 import aiohttp
 
-from citytelemetry.alerts.model import Alert, AlertState
+from citytelemetry.alerts.model import Alert, AlertState, Severity, fingerprint
 from citytelemetry.sink.backoff import Backoff
 
 log = logging.getLogger(__name__)
 BATCH = 500
 FIRING_TTL_MIN_S = 300.0  # endsAt of a firing alert: at least this far ahead (Prometheus uses 4 x resend)
+INHIBIT_SETTLE_S = 0.5  # between the criticals and the warnings of a re-send (a POST takes milliseconds)
 
 
 @dataclass(slots=True, frozen=True)
@@ -50,11 +56,22 @@ class Notice:
         ends = alert.resolved_ms if alert.state is AlertState.RESOLVED else None
         return cls(dict(alert.labels), annotations, alert.since_ms, ends)
 
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(tuple(self.labels.items()))
+
+    @property
+    def critical(self) -> bool:
+        return self.labels.get("severity") == Severity.CRITICAL.value
+
     def payload(self, wall_ms: int, ttl_ms: int, generator_url: str) -> dict[str, Any]:
         starts = min(self.starts_ms, wall_ms)
         ends = wall_ms + ttl_ms if self.ends_ms is None else max(starts, min(self.ends_ms, wall_ms))
-        return {"labels": self.labels, "annotations": self.annotations, "startsAt": _iso(starts), "endsAt": _iso(ends),
-                "generatorURL": generator_url}
+        body: dict[str, Any] = {"labels": self.labels, "annotations": self.annotations, "startsAt": _iso(starts),
+                                "endsAt": _iso(ends)}
+        if generator_url:
+            body["generatorURL"] = generator_url
+        return body
 
 
 def _iso(ms: int) -> str:
@@ -77,8 +94,9 @@ class DeliveryStats:
 class AlertmanagerQueue:
     """Owns the queue and the HTTP session; ``run`` is the sending loop, ``aclose`` tries a last time."""
 
-    def __init__(self, url: str, *, timeout_s: float, max_queued: int, resend_interval_s: float,
-                 generator_url: str, wall_ms: Callable[[], int], backoff: Backoff | None = None,
+    def __init__(self, url: str, *, timeout_s: float, max_queued: int, resend_interval_s: float,  # noqa: PLR0913 - keyword-only settings
+                 generator_url: Callable[[Notice], str], wall_ms: Callable[[], int],
+                 resolved_resend_s: float = 900.0, backoff: Backoff | None = None,
                  ca_file: Path | None = None) -> None:
         # Verification stays on; a private CA is added to it.
         self._ssl = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
@@ -86,6 +104,8 @@ class AlertmanagerQueue:
         self.timeout_s, self.max_queued, self.resend_interval_s = timeout_s, max_queued, resend_interval_s
         self.generator_url, self.wall_ms = generator_url, wall_ms
         self.ttl_ms = round(max(4 * resend_interval_s, FIRING_TTL_MIN_S) * 1000)
+        self.resolved_resend_ms = round(resolved_resend_s * 1000)
+        self.resolved: dict[str, tuple[int, Notice]] = {}  # fingerprint -> (re-sent until, wall ms; notice)
         self.backoff = backoff or Backoff(base_s=0.5, cap_s=30.0)
         self.queue: deque[Notice] = deque()
         self.stats = DeliveryStats()
@@ -96,6 +116,10 @@ class AlertmanagerQueue:
         self.put_notice(Notice.of(alert))
 
     def put_notice(self, notice: Notice) -> None:
+        if notice.ends_ms is None:
+            self.resolved.pop(notice.fingerprint, None)  # firing again: its old resolution is history
+        elif self.resolved_resend_ms > 0:
+            self.resolved[notice.fingerprint] = (self.wall_ms() + self.resolved_resend_ms, notice)
         if len(self.queue) >= self.max_queued:
             self.queue.popleft()
             self.stats.dropped += 1
@@ -105,9 +129,10 @@ class AlertmanagerQueue:
         self._wake.set()
 
     async def run(self, firing: Callable[[], Sequence[Alert]]) -> None:
-        """Send queued events as they come, and every firing alert each resend interval; until cancelled."""
+        """Send queued events as they come, and every firing alert and recent resolution each resend
+        interval (the first time at once: alerts restored from the state file); until cancelled."""
         loop = asyncio.get_running_loop()
-        next_resend = loop.time() + self.resend_interval_s
+        next_resend = loop.time()
         attempt = 0
         while True:
             with contextlib.suppress(TimeoutError):
@@ -118,7 +143,7 @@ class AlertmanagerQueue:
             try:
                 await self._send_queued()
                 if resend:
-                    await self._send([Notice.of(a) for a in firing()])
+                    await self._resend([Notice.of(a) for a in firing()])
                     self.stats.resends += 1
                     next_resend = loop.time() + self.resend_interval_s
                 attempt = 0
@@ -130,6 +155,23 @@ class AlertmanagerQueue:
                             len(self.queue), delay)
                 await asyncio.sleep(delay)
                 self._wake.set()
+
+    def recent_resolutions(self) -> list[Notice]:
+        wall = self.wall_ms()
+        for key in [k for k, (until, _) in self.resolved.items() if until < wall]:
+            del self.resolved[key]
+        return [notice for _, notice in self.resolved.values()]
+
+    async def _resend(self, firing: Sequence[Notice]) -> None:
+        notices = [*firing, *self.recent_resolutions()]
+        critical = [n for n in notices if n.critical]
+        others = [n for n in notices if not n.critical]
+        for start in range(0, len(critical), BATCH):
+            await self._send(critical[start:start + BATCH])
+        if critical and others:
+            await asyncio.sleep(INHIBIT_SETTLE_S)
+        for start in range(0, len(others), BATCH):
+            await self._send(others[start:start + BATCH])
 
     async def _send_queued(self) -> None:
         while self.queue:
@@ -144,7 +186,7 @@ class AlertmanagerQueue:
         if self._session is None:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl))
         wall = self.wall_ms()
-        body = [n.payload(wall, self.ttl_ms, self.generator_url) for n in notices]
+        body = [n.payload(wall, self.ttl_ms, self.generator_url(n)) for n in notices]
         try:
             async with asyncio.timeout(self.timeout_s), self._session.post(self.endpoint, json=body) as response:
                 if response.status >= 300:

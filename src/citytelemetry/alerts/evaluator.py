@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from citytelemetry.alerts.compile import RuleSet, compile_rules
 from citytelemetry.alerts.delivery import AlertmanagerQueue, Notice
 from citytelemetry.alerts.history import alert_line
 from citytelemetry.alerts.lifecycle import Tracker
+from citytelemetry.alerts.links import Links
 from citytelemetry.alerts.model import Alert, AlertState
 from citytelemetry.alerts.observer import ReadingObserver
 from citytelemetry.alerts.rulefiles import LoadedRules, load_rule_files
@@ -34,6 +36,7 @@ from citytelemetry.records import Reading
 
 log = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 5.0
+RECENT_RESOLVED = 500  # resolved alerts kept for their pages (alerts/page.py)
 
 
 def _never() -> bool:
@@ -49,13 +52,17 @@ class AlertEngine:
         self._emit = emit
         self._on_transition = on_transition
         self.tracker = Tracker(self._transition)
+        self.links = Links(settings)
         loaded = rules if rules is not None else load_rule_files(a.rules_dir, catalog)
-        self.ruleset: RuleSet = compile_rules(catalog, loaded, self.tracker, runbook_base=a.runbook_base_url)
+        self.ruleset: RuleSet = compile_rules(catalog, loaded, self.tracker, runbook_base=self.links.runbooks)
         self.clock = EventClock(clock)
+        links = self.links
         self.delivery = AlertmanagerQueue(settings.alertmanager.url, timeout_s=a.request_timeout_s,
                                           max_queued=a.max_queued, resend_interval_s=a.resend_interval_s,
-                                          generator_url=a.generator_url, wall_ms=self.clock.wall_ms,
+                                          resolved_resend_s=a.resolved_resend_s, wall_ms=self.clock.wall_ms,
+                                          generator_url=lambda n: links.alert(n.labels["alertname"], n.fingerprint),
                                           ca_file=settings.alertmanager.ca_file)
+        self.resolved: OrderedDict[str, Alert] = OrderedDict()  # fingerprint -> the latest resolutions
         self.observer = ReadingObserver(self.clock, self.ruleset, self.tracker)
         self.transitions = self.errors = 0
         self._behind: Callable[[], bool] = _never
@@ -121,6 +128,11 @@ class AlertEngine:
         self.transitions += 1
         self._emit([alert_line(alert)])
         self.delivery.put(alert)
+        if alert.state is AlertState.RESOLVED:
+            self.resolved[alert.fingerprint] = alert
+            self.resolved.move_to_end(alert.fingerprint)
+            if len(self.resolved) > RECENT_RESOLVED:
+                self.resolved.popitem(last=False)
         log.info("alert %s: %s [%s] %s", alert.state.value, alert.rule.name, alert.rule.severity.value, alert.summary)
         if self._on_transition is not None:
             self._on_transition(alert)
@@ -163,7 +175,7 @@ class AlertEngine:
         self.tracker.changed = False
         presence = self.ruleset.presence
         return encode_state(self.tracker.open.values(), presence.last_seen, presence.offline_since,
-                            self.delivery.queue)
+                            self.delivery.queue, self.delivery.resolved.values())
 
     def _restore(self, saved: SavedState) -> None:
         self.tracker.restore(saved.alerts)
@@ -173,9 +185,10 @@ class AlertEngine:
         self.observer.resume = bool(saved.last_seen)
         for notice in saved.queued:
             self.delivery.put_notice(notice)
-        for alert in self.tracker.firing():  # Alertmanager may have restarted too: it dedups the rest
-            self.delivery.put(alert)
+        # Firing alerts and recent resolutions go with the first re-send, at once when run() starts
+        # (criticals first): Alertmanager may have restarted too, and it de-duplicates the rest.
         wall = self.clock.wall_ms()
+        self.delivery.resolved.update({n.fingerprint: (until, n) for until, n in saved.resolved if until > wall})
         for record in saved.orphans:  # its rule or device is gone: close it rather than let it hang
             if record["state"] == AlertState.FIRING.value:
                 summary = f"{record['summary']} (rule or device removed; closed at restart)"

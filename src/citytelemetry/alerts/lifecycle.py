@@ -40,6 +40,7 @@ class Tracker:
                     self._fire(alert, ts_ms)
             return
         alert.value, alert.threshold, alert.detail = value, threshold, detail
+        alert.recent.append((ts_ms, value))
         if active is True:
             if alert.state is AlertState.PENDING and ts_ms - alert.since_ms >= rule.for_ms:
                 self._fire(alert, ts_ms)

@@ -4,11 +4,13 @@ alert instances it raises (``Alert``), with their lifecycle states."""
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 Labels = tuple[tuple[str, str], ...]
+RECENT = 30  # values an open alert remembers, for its page (alerts/page.py)
 
 
 class Severity(StrEnum):
@@ -26,8 +28,9 @@ class AlertState(StrEnum):
 class RuleInfo:
     """The static part of a rule: what any alert it raises looks like.
 
-    ``summary`` is a ``str.format`` template over ``subject``, ``value``, ``unit``, ``threshold`` and
-    ``detail``; ``key`` is unique among the rules of one evaluator (alertname + severity).
+    ``summary`` is a ``str.format`` template over ``subject``, ``value``, ``unit``, ``threshold``,
+    ``clear`` and ``detail``; ``resolved`` the same for a resolution (it says what the value is now, not
+    the firing condition); ``key`` is unique among the rules of one evaluator (alertname + severity).
     """
 
     name: str
@@ -40,6 +43,8 @@ class RuleInfo:
     scope: str  # what it watches, for `citytelemetry alerts list`
     condition: str  # the condition in words, for `citytelemetry alerts list`
     unit: str = ""
+    resolved: str = ""  # template of the resolution's summary; empty: "resolved: " + the firing one
+    clear: float | None = None  # where the condition clears, when it is one level
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -88,8 +93,11 @@ class Alert:
     labels: Labels = ()
     fingerprint: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    recent: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=RECENT))  # (event ms, value)
 
     def __post_init__(self) -> None:
+        if not self.recent:
+            self.recent.append((self.since_ms, self.value))
         if not self.labels:
             self.labels = (("alertname", self.rule.name), ("severity", self.rule.severity.value),
                            *self.subject.labels)
@@ -98,9 +106,14 @@ class Alert:
 
     @property
     def summary(self) -> str:
+        rule = self.rule
+        template = rule.summary
+        if self.state is AlertState.RESOLVED:
+            template = rule.resolved or template.replace("{subject}: ", "{subject}: resolved: ", 1)
         threshold = "" if self.threshold is None else _num(self.threshold)
-        return self.rule.summary.format(subject=self.subject.name, value=_num(self.value), unit=self.rule.unit,
-                                        threshold=threshold, detail=self.detail)
+        clear = "" if rule.clear is None else _num(rule.clear)
+        return template.format(subject=self.subject.name, value=_num(self.value), unit=rule.unit,
+                               threshold=threshold, clear=clear, detail=self.detail)
 
 
 def _num(value: float) -> str:

@@ -33,7 +33,8 @@ class Named(Strict):
     severity: Severity
     for_s: Seconds = 0.0
     source: str = Field(min_length=3)
-    summary: str | None = None  # str.format template: {subject} {value} {unit} {threshold} {detail}
+    summary: str | None = None  # str.format template: {subject} {value} {unit} {threshold} {clear} {detail}
+    resolved_summary: str | None = None  # the same, for the resolution: what the value is now
 
 
 class LevelOverride(Strict):
@@ -68,12 +69,14 @@ class RateOfChange(Named):
 
 
 class FlatLine(Named):
+    """Left out, ``tolerance`` and ``min_count`` come from the measurement's ``sensor`` (alerts/bands.py)."""
+
     kind: Literal["flat_line"]
     type: Identifier
     measurement: Identifier
-    tolerance: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    tolerance: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     min_duration_s: Positive
-    min_count: int = Field(default=5, ge=2)
+    min_count: int | None = Field(default=None, ge=2)
 
 
 class Hampel(Named):
@@ -208,7 +211,15 @@ def load_rule_files(directory: Path, catalog: Catalog) -> LoadedRules:
 
 
 def _check(rule: FileRule, catalog: Catalog) -> list[str]:
-    if isinstance(rule, RateOfChange | FlatLine | Hampel | NeighbourSpread):
+    if isinstance(rule, FlatLine):
+        problems = _check_field(catalog, rule.type, rule.measurement, numeric=True)
+        measurement = _measurement(catalog, rule.type, rule.measurement)
+        if not problems and measurement is not None and measurement.sensor is None and \
+                (rule.tolerance is None or rule.min_count is None):
+            problems.append(f"tolerance: {rule.type}.{rule.measurement} has no sensor (resolution, noise) to derive "
+                       "tolerance and min_count from: give both, or the profile's sensor")
+        return problems
+    if isinstance(rule, RateOfChange | Hampel | NeighbourSpread):
         return _check_field(catalog, rule.type, rule.measurement, numeric=True)
     if isinstance(rule, Composite):
         out: list[str] = []

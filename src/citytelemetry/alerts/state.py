@@ -29,6 +29,7 @@ class SavedState:
     last_seen: dict[str, int] = field(default_factory=dict)
     offline_since: dict[str, int] = field(default_factory=dict)
     queued: list[Notice] = field(default_factory=list)  # events Alertmanager had not taken yet
+    resolved: list[tuple[int, Notice]] = field(default_factory=list)  # (re-sent until, wall ms; resolution)
 
 
 def _alert_record(alert: Alert) -> dict[str, Any]:
@@ -39,11 +40,12 @@ def _alert_record(alert: Alert) -> dict[str, Any]:
 
 
 def encode_state(alerts: Iterable[Alert], last_seen: Mapping[str, int], offline_since: Mapping[str, int],
-                 queued: Iterable[Notice]) -> bytes:
+                 queued: Iterable[Notice], resolved: Iterable[tuple[int, Notice]] = ()) -> bytes:
     """The state as JSON bytes: built on the event loop (a consistent snapshot), written elsewhere."""
     document = {"version": VERSION, "alerts": [_alert_record(a) for a in alerts],
                 "last_seen": dict(last_seen), "offline_since": dict(offline_since),
-                "queued": [asdict(n) for n in queued]}
+                "queued": [asdict(n) for n in queued],
+                "resolved": [{"until_ms": until, **asdict(n)} for until, n in resolved]}
     return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
 
 
@@ -83,7 +85,8 @@ def _parse(document: dict[str, Any], rules: Mapping[str, RuleInfo], subjects: Ma
         raise ValueError(f"version {document.get('version')!r}, expected {VERSION}")
     state = SavedState(last_seen={str(k): int(v) for k, v in document["last_seen"].items()},
                        offline_since={str(k): int(v) for k, v in document["offline_since"].items()},
-                       queued=[Notice(**n) for n in document["queued"]])
+                       queued=[Notice(**n) for n in document["queued"]],
+                       resolved=[(int(r.pop("until_ms")), Notice(**r)) for r in document.get("resolved", [])])
     for record in document["alerts"]:
         rule, subject = rules.get(record["rule"]), subjects.get(record["subject"])
         if rule is None or subject is None:

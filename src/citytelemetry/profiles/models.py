@@ -81,6 +81,28 @@ class Thresholds(Strict):
         return self
 
 
+class Sensor(Strict):
+    """How finely and how steadily the instrument reads at steady conditions.
+
+    The alert rules derive their bands from it (see docs/alerting.md, "Bands from the sensor"): a
+    threshold clears ``6 x noise + resolution`` past its level at least (no reading a true value at the
+    level can give both trips and clears it), and a flat line needs enough repeats of one reported step
+    that a healthy sensor of this noise cannot produce them by chance.
+    """
+
+    resolution: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]  # smallest step it reports
+    noise: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]  # standard deviation of a healthy reading
+    source: str = Field(min_length=3)
+
+
+NOISE_SIGMAS = 3.0  # a healthy reading stays within +-3 standard deviations of the true value
+
+
+def noise_band(sensor: Sensor) -> float:
+    """Width a clear band needs so that readings of one true value cannot both trip and clear it."""
+    return 2 * NOISE_SIGMAS * sensor.noise + sensor.resolution
+
+
 class Measurement(Strict):
     """One quantity a device reports: becomes one InfluxDB field of the type's measurement."""
 
@@ -95,14 +117,15 @@ class Measurement(Strict):
     critical_values: tuple[Identifier, ...] = ()
     monotonic: bool = False  # cumulative register (meters): never decreases
     source: str | None = None  # where the range or state list comes from
+    sensor: Sensor | None = None  # resolution and noise of the instrument: the alert bands come from it
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         numeric = self.value_type in (ValueType.FLOAT, ValueType.INT)
         if numeric and self.range is None:
             raise ValueError("numeric measurements need a physical range")
-        if not numeric and (self.range or self.thresholds or self.typical):
-            raise ValueError(f"range, typical and thresholds apply to numbers, not to {self.value_type}")
+        if not numeric and (self.range or self.thresholds or self.typical or self.sensor):
+            raise ValueError(f"range, typical, thresholds and sensor apply to numbers, not to {self.value_type}")
         if self.monotonic and not numeric:
             raise ValueError("monotonic applies to numeric counters only")
         if self.value_type is ValueType.ENUM:
@@ -114,7 +137,22 @@ class Measurement(Strict):
             raise ValueError("typical band must lie inside the physical range")
         if span and self.thresholds:
             self._check_levels(span, typical, self.thresholds)
+            if self.sensor and typical:
+                self._check_noise(typical, self.thresholds, self.sensor)
         return self
+
+    @staticmethod
+    def _check_noise(typical: Span, thresholds: Thresholds, sensor: Sensor) -> None:
+        """The noise band must fit between each level and the typical band, or the alert could not clear
+        in normal operation (or the levels are closer to normal than the instrument can tell)."""
+        band = noise_band(sensor)
+        for side, threshold, edge in (("low", thresholds.low, typical.min), ("high", thresholds.high, typical.max)):
+            for name in ("warning", "critical"):
+                level = getattr(threshold, name) if threshold else None
+                if level is not None and band >= abs(edge - level):
+                    raise ValueError(f"thresholds.{side}.{name} {level} lies {abs(edge - level):g} from the typical "
+                                     f"band, within the sensor's noise band {band:g} (6 x noise + resolution): "
+                                     "it could not clear in normal operation")
 
     def _check_states(self) -> None:
         both = set(self.warning_values) & set(self.critical_values)
