@@ -5,10 +5,13 @@ POST is retried with capped, jittered backoff, every attempt under a timeout. Fi
 re-sent every ``resend_interval_s`` (Alertmanager forgets an alert whose ``endsAt`` passes), and so are
 resolutions for ``resolved_resend_s`` after they happened (as Prometheus does, 15 min by default): an
 Alertmanager that restarted before notifying a resolution gets it again and announces it (it knows from
-its notification log, in its data dir, that the alert was paged). Re-sends go criticals first, warnings
-``INHIBIT_SETTLE_S`` later, so that after a restart every inhibiting critical is back in Alertmanager
-before a warning it mutes could be notified (Alertmanager flushes old alerts at once, and its inhibitor
-and dispatcher read new alerts concurrently). If the queue overflows, the oldest event is dropped and
+its notification log, in its data dir, that the alert was paged). Every batch goes criticals first,
+warnings ``INHIBIT_SETTLE_S`` later, so that every inhibiting critical is in Alertmanager before a warning
+it mutes could be notified: Alertmanager notifies an alert whose startsAt is older than group_wait at
+once, and its inhibitor and dispatcher read new alerts concurrently, so a warning posted together with
+its critical (after a restart, or when both fired before a send) leaked to chat. Alertmanager's start
+time (``/api/v2/status`` uptime) is read before the criticals and again before the warnings: if it
+restarted in between, the criticals went to the old process and are posted again first. If the queue overflows, the oldest event is dropped and
 counted (``dropped``) and an error is logged: never silently; the firing ones come back with the next
 re-send anyway.
 """
@@ -101,6 +104,7 @@ class AlertmanagerQueue:
         # Verification stays on; a private CA is added to it.
         self._ssl = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
         self.endpoint = url.rstrip("/") + "/api/v2/alerts"
+        self.status_endpoint = url.rstrip("/") + "/api/v2/status"
         self.timeout_s, self.max_queued, self.resend_interval_s = timeout_s, max_queued, resend_interval_s
         self.generator_url, self.wall_ms = generator_url, wall_ms
         self.ttl_ms = round(max(4 * resend_interval_s, FIRING_TTL_MIN_S) * 1000)
@@ -164,31 +168,59 @@ class AlertmanagerQueue:
 
     async def _resend(self, firing: Sequence[Notice]) -> None:
         notices = [*firing, *self.recent_resolutions()]
-        critical = [n for n in notices if n.critical]
-        others = [n for n in notices if not n.critical]
-        for start in range(0, len(critical), BATCH):
-            await self._send(critical[start:start + BATCH])
-        if critical and others:
-            await asyncio.sleep(INHIBIT_SETTLE_S)
-        for start in range(0, len(others), BATCH):
-            await self._send(others[start:start + BATCH])
+        for start in range(0, len(notices), BATCH):
+            await self._send_ordered(notices[start:start + BATCH])
 
     async def _send_queued(self) -> None:
         while self.queue:
             batch = [self.queue[i] for i in range(min(BATCH, len(self.queue)))]
-            await self._send(batch)
+            await self._send_ordered(batch)
             for _ in batch:
                 self.queue.popleft()
+
+    async def _send_ordered(self, notices: Sequence[Notice]) -> None:
+        """Criticals, then (after a pause, only when there are both) the rest; each keeps its order."""
+        critical = [n for n in notices if n.critical]
+        if not critical or len(critical) == len(notices):
+            await self._send(notices)
+            return
+        started = await self._started()
+        while True:
+            await self._send(critical)
+            await asyncio.sleep(INHIBIT_SETTLE_S)
+            now_started = await self._started()
+            if now_started == started:
+                break
+            log.info("Alertmanager restarted (%s -> %s) while criticals were sent: sending them again first",
+                     started, now_started)
+            started = now_started
+        await self._send([n for n in notices if not n.critical])
+
+    async def _started(self) -> str:
+        """When Alertmanager started (its ``uptime``): changes when it restarts."""
+        session = self._open()
+        try:
+            async with asyncio.timeout(self.timeout_s), session.get(self.status_endpoint) as response:
+                if response.status >= 300:
+                    raise DeliveryError(f"status: HTTP {response.status}")
+                body = await response.json()
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            raise DeliveryError(f"status: {type(exc).__name__}: {exc}") from exc
+        return str(body.get("uptime", "")) if isinstance(body, dict) else ""
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl))
+        return self._session
 
     async def _send(self, notices: Sequence[Notice]) -> None:
         if not notices:
             return
-        if self._session is None:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl))
+        session = self._open()
         wall = self.wall_ms()
         body = [n.payload(wall, self.ttl_ms, self.generator_url(n)) for n in notices]
         try:
-            async with asyncio.timeout(self.timeout_s), self._session.post(self.endpoint, json=body) as response:
+            async with asyncio.timeout(self.timeout_s), session.post(self.endpoint, json=body) as response:
                 if response.status >= 300:
                     text = (await response.text())[:300]
                     raise DeliveryError(f"HTTP {response.status}: {text}")
