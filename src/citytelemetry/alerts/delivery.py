@@ -11,9 +11,10 @@ it mutes could be notified: Alertmanager notifies an alert whose startsAt is old
 once, and its inhibitor and dispatcher read new alerts concurrently, so a warning posted together with
 its critical (after a restart, or when both fired before a send) leaked to chat. Alertmanager's start
 time (``/api/v2/status`` uptime) is read before the criticals and again before the warnings: if it
-restarted in between, the criticals went to the old process and are posted again first. If the queue overflows, the oldest event is dropped and
-counted (``dropped``) and an error is logged: never silently; the firing ones come back with the next
-re-send anyway.
+restarted in between, the criticals went to the old process and are posted again first.
+
+If the queue overflows, the oldest event is dropped and counted (``dropped``) and an error is logged:
+never silently; the firing ones come back with the next re-send anyway.
 """
 
 from __future__ import annotations
