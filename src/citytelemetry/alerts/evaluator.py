@@ -27,6 +27,7 @@ from citytelemetry.alerts.lifecycle import Tracker
 from citytelemetry.alerts.links import Links
 from citytelemetry.alerts.model import Alert, AlertState
 from citytelemetry.alerts.observer import ReadingObserver
+from citytelemetry.alerts.page import AlertPages
 from citytelemetry.alerts.rulefiles import LoadedRules, load_rule_files
 from citytelemetry.alerts.state import SavedState, encode_state, load_state, write_atomic
 from citytelemetry.config import Settings
@@ -63,6 +64,7 @@ class AlertEngine:
                                           generator_url=lambda n: links.alert(n.labels["alertname"], n.fingerprint),
                                           ca_file=settings.alertmanager.ca_file)
         self.resolved: OrderedDict[str, Alert] = OrderedDict()  # fingerprint -> the latest resolutions
+        self.pages = AlertPages(self, a.docs_dir)  # pages.add_routes: the pipeline's HTTP server serves them
         self.observer = ReadingObserver(self.clock, self.ruleset, self.tracker)
         self.transitions = self.errors = 0
         self._behind: Callable[[], bool] = _never

@@ -8,7 +8,7 @@ being acknowledged; ``/healthz`` is ``/readyz`` under its old name (observabilit
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,6 +21,7 @@ from citytelemetry.observability.stats import PipelineStats
 
 # (applied, report as JSON): the pipeline's reload, when it has one
 Reload = Callable[[], Awaitable[tuple[bool, dict[str, object]]]]
+Routes = Iterable[Callable[[web.Application], None]]  # more pages (alerts/page.py): each adds its routes
 SAMPLE_EVERY_S = 1.0  # stall clocks need samples between probes, or work arriving just now looks old
 
 
@@ -49,7 +50,7 @@ def _answer(health: Health, *, ok: bool) -> web.Response:
 
 
 def make_app(stats: PipelineStats, check: HealthCheck | None = None, *,
-             reload: Reload | None = None) -> web.Application:
+             reload: Reload | None = None, routes: Routes = ()) -> web.Application:
     check = check or HealthCheck(stats)
     registry = registry_for(stats)
     registry.register(HealthCollector(check))
@@ -89,11 +90,14 @@ def make_app(stats: PipelineStats, check: HealthCheck | None = None, *,
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/healthz", readyz)
     app.router.add_post("/-/reload", reload_now)
+    for add_routes in routes:
+        add_routes(app)
     return app
 
 
-async def start_http(stats: PipelineStats, host: str, port: int, *, reload: Reload | None = None) -> web.AppRunner:
-    runner = web.AppRunner(make_app(stats, reload=reload), access_log=None)
+async def start_http(stats: PipelineStats, host: str, port: int, *, reload: Reload | None = None,
+                     routes: Routes = ()) -> web.AppRunner:
+    runner = web.AppRunner(make_app(stats, reload=reload, routes=routes), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
