@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from citytelemetry.records import Outcome, Reading
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 OnDurable = Callable[[], None]  # called once, when every line handed over with it is durable
 
@@ -111,6 +114,9 @@ class AlertEvaluator(Protocol):
 
     def follow(self, behind: Callable[[], bool]) -> None:
         """Time-based rules (staleness) hold while ``behind()``: the consumer's lag is not device silence."""
+
+    def add_routes(self, app: web.Application) -> None:
+        """Its pages (where alerts' generatorURL points) on the pipeline's HTTP server."""
 
 
 EmitLines = Callable[[Sequence[bytes]], None]  # how an evaluator writes its own points (alert history)

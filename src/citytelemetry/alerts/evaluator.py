@@ -19,6 +19,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from aiohttp import web
+
 from citytelemetry.alerts.clock import EventClock, WallClock
 from citytelemetry.alerts.compile import RuleSet, compile_rules
 from citytelemetry.alerts.delivery import AlertmanagerQueue, Notice
@@ -198,6 +200,9 @@ class AlertEngine:
         if saved.alerts or saved.orphans:
             log.info("alert state restored: %d open alerts (%d firing), %d closed as orphans", len(saved.alerts),
                      len(self.tracker.firing()), len(saved.orphans))
+
+    def add_routes(self, app: web.Application) -> None:
+        self.pages.add_routes(app)
 
     def firing(self) -> list[Alert]:
         return self.tracker.firing()

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from citytelemetry.alerts.history import MEASUREMENT
 from citytelemetry.alerts.model import Alert, RuleInfo
+from citytelemetry.measurements import ALERTS as MEASUREMENT
 
 if TYPE_CHECKING:
     from citytelemetry.alerts.evaluator import AlertEngine

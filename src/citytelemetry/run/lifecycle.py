@@ -111,8 +111,10 @@ class Pipeline:
             self.handler.journal = self.checkpointer.journal
         runner = None
         if self.settings.http.port:
+            routes = [self.evaluator.add_routes] if self.evaluator is not None else []
             runner = await start_http(self.stats, self.settings.http.host, self.settings.http.port,
-                                      reload=self._reload_for_http if self._reloader is not None else None)
+                                      reload=self._reload_for_http if self._reloader is not None else None,
+                                      routes=routes)
         flush = asyncio.create_task(self.sink.run(), name="sink-flush")
         helpers = self._start_helpers()
         try:
