@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from citytelemetry.profiles import Catalog, ProfileError, load_catalog
-from citytelemetry.profiles.models import DeviceProfile, Measurement, Span, Threshold, ValueType
+from citytelemetry.profiles.models import DeviceProfile, Measurement, Span, Threshold, ValueType, noise_band
 
 ROOT = Path(__file__).resolve().parent.parent
 TYPES_DIR = ROOT / "device_profiles" / "types"
@@ -74,7 +74,22 @@ def _sources(profile: DeviceProfile) -> list[str]:
                                 ("high", m.thresholds and m.thresholds.high)):
             if threshold:
                 lines.append(f"- `{key}` {side}: {threshold.source}")
+        if m.sensor:
+            lines.append(f"- `{key}` sensor: {m.sensor.source}")
     return lines
+
+
+def _sensors(profile: DeviceProfile) -> list[str]:
+    rows = [f"| `{key}` | {_num(m.sensor.resolution)} {m.unit} | {_num(m.sensor.noise)} {m.unit} "
+            f"| {_num(noise_band(m.sensor))} {m.unit} |"
+            for key, m in profile.measurements.items() if m.sensor]
+    if not rows:
+        return []
+    intro = ("The alert rules' clear levels and flat-line limits are derived from these (docs/alerting.md, "
+             "'Bands from the sensor'): no alert clears closer to its level than the noise band.")
+    return ["", "## Sensors", "", intro, "",
+            "| Field | Resolution | Noise (standard deviation) | Noise band (6 x noise + resolution) |",
+            "|---|---|---|---|", *rows]
 
 
 def _states(profile: DeviceProfile) -> list[str]:
@@ -103,6 +118,7 @@ def profile_page(profile: DeviceProfile, notes: list[str], device_count: int) ->
         "|---|---|---|---|---|---|---|---|",
         *(_measurement_row(key, m) for key, m in profile.measurements.items()),
         *_states(profile),
+        *_sensors(profile),
     ]
     sources = _sources(profile)
     if sources:
