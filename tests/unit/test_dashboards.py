@@ -201,3 +201,38 @@ def test_committed_dashboards_are_current() -> None:
     generate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generate)
     assert generate.stale() == [], "run: .venv/bin/python dashboards/generate.py"
+
+
+def test_grafana_reads_with_the_read_only_account_never_the_pipelines_writer() -> None:
+    from citytelemetry.config import InfluxSettings
+    from citytelemetry.dashboards.provisioning import datasource_for
+    from citytelemetry.security.influx import READER, WRITER
+
+    text = datasource_for(InfluxSettings(url="http://127.0.0.1:8086", database="citytelemetry", username=WRITER))
+    assert f"    user: {READER}\n" in text
+    assert WRITER not in text
+    assert "password: $CITYTELEMETRY_INFLUX_READER_PASSWORD" in text
+
+
+def test_kpi_defaults_stay_within_physical_bounds_on_typical_operation() -> None:
+    """Every KPI is a share (at most 100 %): at the profiles' typical values, with the default settings."""
+    from citytelemetry.dashboards.formulas import Term, kpi_ratios
+    from citytelemetry.profiles import load_catalog
+
+    catalog = load_catalog(ROOT / "device_profiles" / "types", ROOT / "device_profiles" / "inventory")
+
+    def total(terms: tuple[Term, ...]) -> float:
+        out = 0.0
+        for t in terms:
+            typical = catalog.profiles[t.measurement].measurements[t.field].typical
+            assert typical is not None, f"{t.measurement}.{t.field}"
+            devices = sum(1 for d in catalog.devices.values() if d.profile.type == t.measurement)
+            out += t.coefficient * devices * (typical.min + typical.max) / 2
+        return out
+
+    values = {}
+    for ratio in kpi_ratios(KpiSettings(), catalog):
+        share = total(ratio.numerator) / total(ratio.denominator)
+        values[ratio.key] = 1 - share if ratio.complement else share
+    assert all(0 <= v <= 1 for v in values.values()), values
+    assert 0.75 <= values["cchp_efficiency"] <= 0.9  # domain reference: total efficiency about 85 %

@@ -121,7 +121,8 @@ def kpi_ratios(settings: KpiSettings, catalog: Catalog) -> list[Ratio]:
               _terms(s.chp_gas, lhv, "CHP gas × LHV"), complement=False, target_pct=None,
               basis=f"(W_el + Q_heat + Q_cool) / (V_gas × LHV) (EPA method), powers in kW, LHV "
                     f"{_fmt(f.gas_lhv_mj_per_m3)} MJ/m³ = {_fmt(lhv)} kWh/m³. Q_heat is the engines' recovered heat "
-                    "and Q_cool the absorption chillers' output as metered. If q_heat already includes the "
-                    "exhaust heat that drives the absorption chillers, that heat is counted twice and the "
-                    "value can exceed 100 %: then set sources.absorption_cooling = [] in the KPI settings."),
+                    "(jacket water and exhaust). Q_cool (sources.absorption_cooling) is left out by default: the "
+                    "exhaust heat that drives the absorption chillers is already in Q_heat, and adding their "
+                    "cooling counts it twice (the value then exceeds 100 %). Add it only where Q_heat is metered "
+                    "after the chillers' heat take-off."),
     ]

@@ -60,7 +60,14 @@ def last_by(measurement: str, field: str, filters: Sequence[str], tag: str) -> s
 
 
 def max_by(measurement: str, field: str, filters: Sequence[str], tag: str) -> str:
-    return (f"SELECT max({ident(field)}) AS {ident(field)} FROM {tiered(measurement, 'max')} WHERE {where(*filters)} "
+    return extreme_by("max", measurement, field, filters, tag)
+
+
+def extreme_by(selector: str, measurement: str, field: str, filters: Sequence[str], tag: str) -> str:
+    """``min`` or ``max`` per interval and tag value: the worst reading in each heatmap cell (from the raw
+    measurement or its ``min``/``max`` rollup, as the range's retention policy holds them)."""
+    return (f"SELECT {selector}({ident(field)}) AS {ident(field)} FROM {tiered(measurement, selector)} "
+            f"WHERE {where(*filters)} "
             f"GROUP BY time($__interval), {ident(tag)} fill(none)")
 
 
@@ -89,6 +96,15 @@ def reporting_share(measurement: str, window_s: int, registered_total: int, filt
     inner = (f'SELECT last("seq") AS "seq" FROM {ident(measurement)} WHERE time > now() - {window_s}s'
              + "".join(f" AND {c}" for c in filters) + ' GROUP BY "device"')
     return f'SELECT count("seq") / {registered_total} AS "share" FROM ({inner})'
+
+
+def offline_share(measurement: str, window_s: int, registered_total: int, filters: Sequence[str]) -> str:
+    """Minus the share of devices of one type whose latest status in the last ``window_s`` is "offline"
+    (a last will): their last readings are still in the window, but they are not reporting any more."""
+    inner = (f'SELECT last("state") AS "state" FROM "ct_device_status" WHERE time > now() - {window_s}s '
+             f'AND "device_type" = {string(measurement)}' + "".join(f" AND {c}" for c in filters)
+             + ' GROUP BY "device"')
+    return f"SELECT -1 * count(\"state\") / {registered_total} AS \"share\" FROM ({inner}) WHERE \"state\" = 'offline'"
 
 
 def reporting_share_over_time(measurement: str, bucket_s: int, registered_total: int,

@@ -65,7 +65,9 @@ class Sources(_Section):
     chp_gas: tuple[FieldRef, ...] = ("chp_engine.gas_flow",)
     chp_electricity: tuple[FieldRef, ...] = ("chp_engine.p_el",)
     chp_heat: tuple[FieldRef, ...] = ("chp_engine.q_heat",)
-    absorption_cooling: tuple[FieldRef, ...] = ("absorption_chiller.q_cool",)
+    # Empty: chp_engine.q_heat is all recovered heat (jacket water and exhaust), including the exhaust heat
+    # that drives the absorption chillers; adding their cooling counted it twice (109 % on the simulated plant).
+    absorption_cooling: tuple[FieldRef, ...] = ()
     renewable_electricity: tuple[FieldRef, ...] = ("pv_inverter.p_ac", "wind_turbine.power")
     heat_pump_heat: tuple[FieldRef, ...] = ("heat_pump.q_heat",)
     heat_pump_electricity: tuple[FieldRef, ...] = ("heat_pump.p_el",)

@@ -11,6 +11,7 @@ from typing import Literal
 
 from citytelemetry.config import InfluxSettings
 from citytelemetry.dashboards.panels import DATASOURCE_UID
+from citytelemetry.security.influx import READER
 
 DASHBOARDS_PATH = "/var/lib/grafana/dashboards/citytelemetry"
 Flavour = Literal["v1", "v2", "v3"]
@@ -39,7 +40,7 @@ def datasource_yaml(flavour: Flavour, url: str, database: str, username: str | N
     if flavour == "v1":
         if username:
             lines[5:5] = [f"    user: {username}"]
-            lines += ["    secureJsonData:", "      password: $CITYTELEMETRY_INFLUX_PASSWORD"]
+            lines += ["    secureJsonData:", "      password: $CITYTELEMETRY_INFLUX_READER_PASSWORD"]
         return "\n".join(lines) + "\n"
     # 2.x and 3.x: InfluxQL with a token in the Authorization header.
     lines.append("      httpHeaderName1: Authorization")
@@ -48,9 +49,11 @@ def datasource_yaml(flavour: Flavour, url: str, database: str, username: str | N
 
 
 def datasource_for(settings: InfluxSettings) -> str:
+    """Grafana reads with the read-only account (``security influx`` creates it), never the pipeline's
+    writer: a dashboard must not be able to write or drop (docs/security.md)."""
     if settings.api == "v2":
         return datasource_yaml("v2", settings.url, settings.database)
-    return datasource_yaml("v1", settings.url, settings.database, settings.username)
+    return datasource_yaml("v1", settings.url, settings.database, READER if settings.username else None)
 
 
 def provider_yaml(path: str = DASHBOARDS_PATH) -> str:

@@ -85,20 +85,35 @@ def type_section(layout: Layout, profile: DeviceProfile, scope: Scope) -> None:
 
 
 def primary_measurement(profile: DeviceProfile) -> tuple[str, Measurement] | None:
-    """The first numeric measurement with a high level (what a compartment map should colour)."""
+    """The first numeric measurement with an alarm level (what a compartment map should colour)."""
     for key, m in profile.measurements.items():
-        if m.value_type in NUMERIC and not m.monotonic and m.thresholds and m.thresholds.high:
+        if m.value_type in NUMERIC and not m.monotonic and m.thresholds and (m.thresholds.high or m.thresholds.low):
             return key, m
     return None
 
 
-def location_heatmap(profile: DeviceProfile, scope: Scope) -> Any:
+def unsafe_sides(m: Measurement) -> tuple[str, ...]:
+    """The directions the profile's levels call dangerous: a heatmap cell must show the worst reading that
+    way (``min`` for O2 deficiency, ``max`` for methane), or the aggregate hides it."""
+    if m.thresholds is None:
+        return ()
+    return tuple(side for side, level in (("low", m.thresholds.low), ("high", m.thresholds.high)) if level)
+
+
+def location_heatmaps(profile: DeviceProfile, scope: Scope) -> list[Any]:
+    """One heatmap per dangerous direction of the primary measurement (both for O2 and temperature)."""
     found = primary_measurement(profile)
     if found is None:
-        return None
+        return []
     key, m = found
     tag = scope.location_tag
-    return heatmap(f"{profile.type}: {m.description}, {tag} × time",
-                   describe(key, m) + f" Rows: {tag}s in order along the tunnel; colour: highest value in the "
-                   "interval.", [Query(q.max_by(profile.type, key, scope.filters, tag), alias=f"$tag_{tag}")],
-                   unit=grafana_unit(m.unit))
+    panels = []
+    for side in unsafe_sides(m):
+        worst, selector = ("lowest", "min") if side == "low" else ("highest", "max")
+        panels.append(heatmap(
+            f"{profile.type}: {m.description}, {worst} per {tag} × time",
+            describe(key, m) + f" Rows: {tag}s in order along the tunnel; colour: the {worst} value in the interval "
+            f"({selector}(), the direction of its {side} alarm levels).",
+            [Query(q.extreme_by(selector, profile.type, key, scope.filters, tag), alias=f"$tag_{tag}")],
+            unit=grafana_unit(m.unit)))
+    return panels

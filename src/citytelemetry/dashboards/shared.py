@@ -88,9 +88,11 @@ def coverage_stat(catalog: Catalog, settings: KpiSettings, system: System, title
     counts = registered(catalog, system)
     total = sum(counts.values())
     queries = [Query(q.reporting_share(m, _window(catalog, settings, m), total, SITE), alias=m) for m in counts]
+    queries += [Query(q.offline_share(m, _window(catalog, settings, m), total, SITE), alias=f"{m} offline")
+                for m in counts]
     description = (f"Registered {system.value} devices (inventory: {total}) with at least one accepted reading "
                    f"within {settings.coverage.freshness_intervals:g} × their reporting interval (at least "
-                   f"{settings.coverage.min_window_s:g} s), ÷ registered "
+                   f"{settings.coverage.min_window_s:g} s) and no later last will ('offline' status), ÷ registered "
                    f"devices. Basis: per device, not per node. Target {settings.targets.coverage_pct:g} %.")
     return stat(title, description, queries, unit="percentunit",
                 thresholds=target_steps(settings.targets.coverage_pct), transformations=sum_rows("coverage"),

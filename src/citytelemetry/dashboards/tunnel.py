@@ -12,7 +12,7 @@ from citytelemetry.dashboards.kpi import KpiSettings
 from citytelemetry.dashboards.layout import Layout
 from citytelemetry.dashboards.model import DashboardSpec
 from citytelemetry.dashboards.panels import Query, table
-from citytelemetry.dashboards.sections import Scope, location_heatmap, system_types, type_section
+from citytelemetry.dashboards.sections import Scope, location_heatmaps, system_types, type_section
 from citytelemetry.dashboards.units import state_mappings
 from citytelemetry.profiles import Catalog
 from citytelemetry.profiles.models import DeviceProfile, System, ValueType
@@ -46,8 +46,7 @@ def build(catalog: Catalog, settings: KpiSettings) -> DashboardSpec:  # noqa: AR
     layout = Layout()
     layout.row("Compartment × time along the tunnel")
     for profile in profiles:
-        panel = location_heatmap(profile, scope)
-        if panel is not None:
+        for panel in location_heatmaps(profile, scope):
             layout.add(panel, w=12, h=12)
     layout.row("States needing attention (fire, intrusion, pumps, fans, sensors)")
     for profile in profiles:
