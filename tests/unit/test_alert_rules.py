@@ -128,6 +128,26 @@ def test_silence_and_last_will_are_measured_on_event_time(engine: Engine) -> Non
     assert engine.log[-1] == ("resolved", "device_offline", "warning", "tun-c001-gas2")
 
 
+def offline(engine: Engine) -> list[tuple[str, str, str, str]]:
+    return [e for e in engine.log if e[1] == "device_offline"]
+
+
+def test_a_whole_system_falling_silent_is_one_incident_not_an_alert_per_device(engine: Engine) -> None:
+    tunnel = sorted(d.id for d in engine.catalog.devices.values() if d.profile.type == "tunnel_multigas")
+    for device_id in tunnel[:40]:
+        engine.read(device_id, 0)
+    for device_id in tunnel[1:40]:  # one of the forty stops: a device fault
+        engine.read(device_id, 200)
+    engine.tick(200)
+    assert offline(engine) == [("firing", "device_offline", "warning", tunnel[0])]
+    engine.tick(1_000)  # then all of them stop (a stopped simulator, a lost feed): nothing more per device
+    assert offline(engine) == [("firing", "device_offline", "warning", tunnel[0])]
+    for device_id in tunnel[:40]:
+        engine.read(device_id, 1_010)
+    engine.tick(1_010)
+    assert offline(engine)[-1] == ("resolved", "device_offline", "warning", tunnel[0])
+
+
 def test_flat_line_and_rate_of_change(engine: Engine) -> None:
     for t in range(0, 230, 10):  # 23 readings: one short of the count derived from the sensor
         engine.read("tun-c003-gas1", t, o2=20.8)

@@ -224,8 +224,10 @@ def _stale(b: _Builder, rule: rf.Stale) -> None:
                   f"no reading for {rule.intervals:g} x the profile interval, or last will 'offline' for "
                   f"{rule.offline_for_s:g} s",
                   "{subject}: {detail} (limit {threshold} s)", "s", resolved="{subject}: resolved: {detail}")
+    groups = {d.id: f"{d.site}/{d.system.value}" for d in b.catalog.devices.values() if d.id in limits}
     b.out.time_rules.append(r.Silence(info, limits, offline_for_s=rule.offline_for_s, presence=b.out.presence,
-                                      tracker=b.tracker, subjects=b.out.subjects))
+                                      tracker=b.tracker, subjects=b.out.subjects, groups=groups,
+                                      mass_share=rule.mass_silence_share))
 
 
 def _composite(b: _Builder, rule: rf.Composite) -> None:

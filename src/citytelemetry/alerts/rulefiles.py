@@ -93,6 +93,8 @@ class Stale(Named):
     kind: Literal["stale"]
     intervals: float = Field(default=3.0, ge=1.5, le=100)  # silent for k x the profile's interval
     offline_for_s: Seconds = 60.0  # a last will "offline" must last this long
+    # This share of a system's devices silent at once is one incident: no device alert each (see Silence).
+    mass_silence_share: float = Field(default=1.0, gt=0, le=1)
     systems: list[System] = []  # empty: every system
 
 

@@ -305,17 +305,39 @@ class Presence:
 
 
 class Silence:
-    """A device silent for k x its reporting interval, or "offline" (last will) for ``offline_for``."""
+    """A device silent for k x its reporting interval, or "offline" (last will) for ``offline_for``.
 
-    __slots__ = ("info", "limits", "offline_ms", "presence", "subjects", "tracker")
+    When ``mass_share`` or more of a system's devices are silent at once, that is one incident (the feed,
+    the broker, a gateway, a stopped simulator), not hundreds of device faults: no new device alert is
+    raised in that system (open ones stay) and the completeness and coverage rules report it once.
+    """
+
+    __slots__ = ("groups", "info", "limits", "mass_share", "offline_ms", "presence", "subjects", "tracker")
 
     def __init__(self, info: RuleInfo, limits: Mapping[str, int], *, offline_for_s: float, presence: Presence,
-                 tracker: Tracker, subjects: Mapping[str, Subject]) -> None:
+                 tracker: Tracker, subjects: Mapping[str, Subject], groups: Mapping[str, str] | None = None,
+                 mass_share: float = 1.0) -> None:
         self.info, self.limits, self.presence, self.tracker, self.subjects = info, limits, presence, tracker, subjects
         self.offline_ms = int(offline_for_s * 1000)
+        self.groups, self.mass_share = groups or {}, mass_share  # device -> its site/system
+
+    def _mass_silent(self, now_ms: int) -> set[str]:
+        last_seen, offline = self.presence.last_seen, self.presence.offline_since
+        total: dict[str, int] = {}
+        silent: dict[str, int] = {}
+        for device_id, limit in self.limits.items():  # of the devices heard at all
+            seen = last_seen.get(device_id)
+            if seen is None:
+                continue
+            group = self.groups.get(device_id, "")
+            total[group] = total.get(group, 0) + 1
+            if device_id in offline or now_ms - seen > limit:
+                silent[group] = silent.get(group, 0) + 1
+        return {g for g, n in silent.items() if g and n >= self.mass_share * total[g] and n > 1}
 
     def __call__(self, now_ms: int) -> None:
         last_seen, offline = self.presence.last_seen, self.presence.offline_since
+        held_back = self._mass_silent(now_ms) if self.mass_share < 1 else set()
         for device_id, limit in self.limits.items():
             seen = last_seen.get(device_id)
             if seen is None:
@@ -323,6 +345,8 @@ class Silence:
             silent_ms = now_ms - seen
             since = offline.get(device_id)
             subject = self.subjects[device_id]
+            if held_back and self.groups.get(device_id) in held_back and not self.tracker.is_open(self.info, subject):
+                continue
             if since is not None and now_ms - since >= self.offline_ms:
                 detail, active = "reported offline (last will)", True
             elif silent_ms > limit:

@@ -27,7 +27,7 @@ from citytelemetry.alerts.evaluator import AlertEngine
 from citytelemetry.config import AlertmanagerSettings, AlertSettings, InfluxSettings, Settings
 from citytelemetry.profiles import Catalog
 from citytelemetry.run import Pipeline, build_pipeline
-from citytelemetry.services import ManagedService, definitions, free_port
+from citytelemetry.services import ManagedService, definitions, free_port, port_is_free
 from tests.integration.pipeline_harness import ROOT, pipeline_settings, wait_for
 
 SHIPPED = ROOT / "deploy" / "alertmanager.yml"
@@ -151,6 +151,8 @@ class Alertmanager:
 
     async def restart(self, *, keep_data: bool) -> None:
         await asyncio.to_thread(self.service.stop)
+        port = self.service.spec.ports[0]
+        await wait_for(lambda: port_is_free(port), 15, f"port {port} released by the stopped Alertmanager")
         if not keep_data:
             shutil.rmtree(self.data_dir)
             self.data_dir.mkdir()
