@@ -30,8 +30,8 @@ def test_demo_runs_end_to_end_and_cleans_up(tmp_path: Path) -> None:
            "CITYTELEMETRY_PIPELINE__INVENTORY_DIR": str(ROOT / "device_profiles" / "inventory"),
            "CITYTELEMETRY_ALERTS__STATE_FILE": str(tmp_path / "alert-state.json"),
            "CITYTELEMETRY_ALERTS__RULES_DIR": str(ROOT / "alert_rules")}
-    result = subprocess.run([sys.executable, "-m", "citytelemetry", "--log-level", "ERROR", "demo", "--duration",
-                             "4", "--rate", "200", "--bad", "12"], env=env, cwd=tmp_path, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "citytelemetry", "--log-level", "ERROR", "demo",
+                             "--duration", "4", "--rate", "200", "--bad", "12", "--stop-services"], env=env, cwd=tmp_path, capture_output=True,
                             text=True, timeout=180, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
@@ -45,3 +45,6 @@ def test_demo_runs_end_to_end_and_cleans_up(tmp_path: Path) -> None:
     assert reasons is not None
     assert sum(int(n) for n in re.findall(r" (\d+)(?:,|$)", reasons.group(1))) == 12
     assert "stopped the services this demo started (mosquitto, influxd, alertmanager)" in out
+    assert "GROUP BY device SLIMIT 3" in out  # LIMIT would return every device's series
+    assert re.search(r"received \d+ messages = \d+ telemetry messages \(of them 12 injected faults\) "
+                     r"\+ \d+ status", out)
