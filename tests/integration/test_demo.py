@@ -31,7 +31,8 @@ def test_demo_runs_end_to_end_and_cleans_up(tmp_path: Path) -> None:
            "CITYTELEMETRY_ALERTS__STATE_FILE": str(tmp_path / "alert-state.json"),
            "CITYTELEMETRY_ALERTS__RULES_DIR": str(ROOT / "alert_rules")}
     result = subprocess.run([sys.executable, "-m", "citytelemetry", "--log-level", "ERROR", "demo",
-                             "--duration", "4", "--rate", "200", "--bad", "12", "--stop-services"], env=env, cwd=tmp_path, capture_output=True,
+                             "--duration", "4", "--rate", "200", "--bad", "12", "--stop-services"],
+                            env=env, cwd=tmp_path, capture_output=True,
                             text=True, timeout=180, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
