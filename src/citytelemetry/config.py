@@ -164,8 +164,10 @@ class AlertSettings(Section):
     # pipeline serves them itself at <public_url>/docs/ from docs_dir.
     docs_url: str | None = None
     docs_dir: Path = Path("docs")
+    # Grafana with the generated dashboards (e.g. http://grafana:3000): alert pages link to the system's one.
+    dashboards_url: str | None = None
 
-    @field_validator("public_url", "docs_url")
+    @field_validator("public_url", "docs_url", "dashboards_url")
     @classmethod
     def _absolute(cls, value: str | None) -> str | None:
         if value is None:

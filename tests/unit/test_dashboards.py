@@ -173,7 +173,7 @@ def test_a_new_device_type_gets_its_panels_without_code_changes(tmp_path: Path, 
            or any(re.search(r'"tunnel_smoke"|/\^tunnel_smoke\(', t["query"]) for t in p.get("targets", []))}
     assert new == {"tunnel_smoke: Aspirating smoke detector": "row", "Smoke obscuration": "timeseries",
                    "Alarm state per device": "state-timeline", "tunnel_smoke: states needing attention": "table",
-                   "tunnel_smoke: Smoke obscuration, compartment \u00d7 time": "heatmap"}
+                   "tunnel_smoke: Smoke obscuration, highest per compartment \u00d7 time": "heatmap"}
     [smoke] = [p for p in _panels(after) if p["title"] == "Smoke obscuration"]
     assert '"$rp"./^tunnel_smoke(_max)?$/' in smoke["targets"][0]["query"]
     assert [s["value"] for s in smoke["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [None, 0.5, 2]
@@ -236,3 +236,17 @@ def test_kpi_defaults_stay_within_physical_bounds_on_typical_operation() -> None
         values[ratio.key] = 1 - share if ratio.complement else share
     assert all(0 <= v <= 1 for v in values.values()), values
     assert 0.75 <= values["cchp_efficiency"] <= 0.9  # domain reference: total efficiency about 85 %
+
+
+def test_panels_link_to_their_runbook_and_firing_alerts_to_the_alert_page(
+        dashboards: dict[str, dict[str, Any]]) -> None:
+    tunnel = dashboards["ct-tunnel"]["panels"]
+    o2 = next(p for p in tunnel if p["title"].startswith("tunnel_multigas: Oxygen concentration, lowest"))
+    assert {"title": "runbook: tunnel_multigas", "url": "http://127.0.0.1:9108/docs/runbooks.md#tunnel_multigas",
+            "targetBlank": True} in o2["links"]
+    typed = [p for d in dashboards.values() for p in d["panels"] if p["type"] != "row" and "links" in p]
+    assert len(typed) >= 140
+    overview = dashboards["ct-overview"]["panels"]
+    firing = next(p for p in overview if p["title"] == "Firing alerts" and p["type"] == "table")
+    assert firing["fieldConfig"]["defaults"]["links"][0]["url"] == (
+        "http://127.0.0.1:9108/alerts/${__data.fields.alertname}/${__data.fields.fingerprint}")

@@ -66,7 +66,8 @@ class AlertEngine:
                                           generator_url=lambda n: links.alert(n.labels["alertname"], n.fingerprint),
                                           ca_file=settings.alertmanager.ca_file)
         self.resolved: OrderedDict[str, Alert] = OrderedDict()  # fingerprint -> the latest resolutions
-        self.pages = AlertPages(self, a.docs_dir)  # pages.add_routes: the pipeline's HTTP server serves them
+        # add_routes: the pipeline's HTTP server serves these pages
+        self.pages = AlertPages(self, a.docs_dir, a.dashboards_url)
         self.observer = ReadingObserver(self.clock, self.ruleset, self.tracker)
         self.transitions = self.errors = 0
         self._behind: Callable[[], bool] = _never

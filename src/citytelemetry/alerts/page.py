@@ -53,10 +53,10 @@ def _table(rows: Sequence[tuple[str, ...]], head: tuple[str, ...]) -> str:
 
 
 class AlertPages:
-    __slots__ = ("docs_dir", "engine")
+    __slots__ = ("dashboards_url", "docs_dir", "engine")
 
-    def __init__(self, engine: AlertEngine, docs_dir: Path) -> None:
-        self.engine, self.docs_dir = engine, docs_dir
+    def __init__(self, engine: AlertEngine, docs_dir: Path, dashboards_url: str | None = None) -> None:
+        self.engine, self.docs_dir, self.dashboards_url = engine, docs_dir, dashboards_url
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/alerts", self.index)
@@ -108,9 +108,16 @@ class AlertPages:
                 + self._rule_block(alert.rule)
                 + "<h2>recent values</h2>" + _table(recent, ("event time", "value"))
                 + "<h2>labels</h2>" + _table(labels, ("label", "value"))
-                + f"<h2>history</h2><p>InfluxDB (<code>{MEASUREMENT}</code>), the dashboards' alert-history panels, "
-                f"or:</p><pre>{_e(query)}</pre>")
+                + f"<h2>history</h2><p>InfluxDB (<code>{MEASUREMENT}</code>), the dashboards' Firing alerts panel"
+                f"{self._dashboard(alert)}, or:</p><pre>{_e(query)}</pre>")
         return _page(f"{alert.rule.name} ({alert.rule.severity.value})", body)
+
+    def _dashboard(self, alert: Alert) -> str:
+        system = dict(alert.labels).get("system", "")
+        if not self.dashboards_url or not system:
+            return ""
+        url = _e(f"{self.dashboards_url}/d/ct-{system}")
+        return f" (<a href='{url}'>the {_e(system)} dashboard</a>)"
 
     async def doc(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

@@ -16,6 +16,7 @@ from typing import Any
 from citytelemetry.config import InfluxSettings
 from citytelemetry.dashboards import network, overview, pipeline_health, station, tunnel
 from citytelemetry.dashboards.kpi import KpiSettings
+from citytelemetry.dashboards.links import add_links
 from citytelemetry.dashboards.model import DashboardSpec, dump, finalize
 from citytelemetry.dashboards.provisioning import datasource_for, provider_yaml
 from citytelemetry.profiles import Catalog
@@ -29,6 +30,7 @@ def build_dashboards(catalog: Catalog, settings: KpiSettings) -> dict[str, dict[
     out: dict[str, dict[str, Any]] = {}
     for builder in BUILDERS:
         data = finalize(builder(catalog, settings))
+        add_links(data, catalog, settings.links.pipeline_url)
         out[data["uid"]] = data
     return out
 

@@ -48,6 +48,12 @@ class Factors(_Section):
         return self.gas_lhv_mj_per_m3 / 3.6
 
 
+class Links(_Section):
+    """Where the pipeline serves its alert pages and runbooks (its ``alerts.public_url``)."""
+
+    pipeline_url: str = Field(default="http://127.0.0.1:9108", pattern=r"^https?://[^/\s]+(/\S*)?$")
+
+
 class Targets(_Section):
     """Published eco-park targets, in percent: the reference lines and stat thresholds."""
 
@@ -90,6 +96,7 @@ class KpiSettings(_Section):
     targets: Targets = Targets()
     sources: Sources = Sources()
     coverage: Coverage = Coverage()
+    links: Links = Links()
 
 
 def load_kpi_settings(path: Path | None) -> KpiSettings:
