@@ -5,11 +5,13 @@ POST is retried with capped, jittered backoff, every attempt under a timeout. Fi
 re-sent every ``resend_interval_s`` (Alertmanager forgets an alert whose ``endsAt`` passes), and so are
 resolutions for ``resolved_resend_s`` after they happened (as Prometheus does, 15 min by default): an
 Alertmanager that restarted before notifying a resolution gets it again and announces it (it knows from
-its notification log, in its data dir, that the alert was paged). Every batch goes criticals first,
-warnings ``INHIBIT_SETTLE_S`` later, so that every inhibiting critical is in Alertmanager before a warning
-it mutes could be notified: Alertmanager notifies an alert whose startsAt is older than group_wait at
-once, and its inhibitor and dispatcher read new alerts concurrently, so a warning posted together with
-its critical (after a restart, or when both fired before a send) leaked to chat. Alertmanager's start
+its notification log, in its data dir, that the alert was paged).
+
+Every batch goes firing criticals first, warnings ``INHIBIT_SETTLE_S`` later and resolved criticals last,
+so that every inhibiting critical is in Alertmanager before a warning it mutes could be notified, and
+leaves after it: Alertmanager notifies an alert whose startsAt is older than group_wait at once, and its
+inhibitor and dispatcher read new alerts concurrently, so a warning posted together with its critical
+(after a restart, or when both fired before a send) leaked to chat. Alertmanager's start
 time (``/api/v2/status`` uptime) is read before the criticals and again before the warnings: if it
 restarted in between, the criticals went to the old process and are posted again first.
 
@@ -180,22 +182,30 @@ class AlertmanagerQueue:
                 self.queue.popleft()
 
     async def _send_ordered(self, notices: Sequence[Notice]) -> None:
-        """Criticals, then (after a pause, only when there are both) the rest; each keeps its order."""
-        critical = [n for n in notices if n.critical]
-        if not critical or len(critical) == len(notices):
+        """Firing criticals, the rest, resolved criticals, with a pause between those present when there
+        are warnings too: a critical is in place before the warnings it mutes, and leaves after them
+        (resolved first, it would unmute a warning still firing for a moment)."""
+        firing = [n for n in notices if n.critical and n.ends_ms is None]
+        resolved = [n for n in notices if n.critical and n.ends_ms is not None]
+        others = [n for n in notices if not n.critical]
+        if not others or not (firing or resolved):
             await self._send(notices)
             return
-        started = await self._started()
-        while True:
-            await self._send(critical)
+        if firing:
+            started = await self._started()
+            while True:
+                await self._send(firing)
+                await asyncio.sleep(INHIBIT_SETTLE_S)
+                now_started = await self._started()
+                if now_started == started:
+                    break
+                log.info("Alertmanager restarted (%s -> %s) while criticals were sent: sending them again first",
+                         started, now_started)
+                started = now_started
+        await self._send(others)
+        if resolved:
             await asyncio.sleep(INHIBIT_SETTLE_S)
-            now_started = await self._started()
-            if now_started == started:
-                break
-            log.info("Alertmanager restarted (%s -> %s) while criticals were sent: sending them again first",
-                     started, now_started)
-            started = now_started
-        await self._send([n for n in notices if not n.critical])
+            await self._send(resolved)
 
     async def _started(self) -> str:
         """When Alertmanager started (its ``uptime``): changes when it restarts."""
