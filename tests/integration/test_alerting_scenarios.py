@@ -41,21 +41,18 @@ def _both(receiver: str, name: str, severity: str, subject: str) -> set[Page]:
     return {(receiver, status, name, severity, subject) for status in ("firing", "resolved")}
 
 
-def _fired(receiver: str, name: str, severity: str, subject: str) -> set[Page]:
-    return {(receiver, "firing", name, severity, subject)}
-
-
 EXPECTED: dict[str, set[Page]] = {
     "gas_leak": (_both(CHAT, "tunnel_multigas_ch4_high", "warning", "tun-c002-gas1")
                  | _both(CHAT, "tunnel_multigas_ch4_high", "warning", "tun-c002-gas2")
                  | _both(PAGER, "tunnel_multigas_ch4_high", "critical", "tun-c002-gas1")
                  | _both(PAGER, "gas_without_ventilation", "critical", "compartment c002")),
     "sump_pump_failure": (_both(CHAT, "tunnel_sump_pump1_state", "warning", "tun-c004-sump")
-                          | _fired(CHAT, "sump_level_rising", "warning", "tun-c004-sump")  # clears under the critical
+                          # clears under the critical: its re-sent resolution is announced once the critical resolved
+                          | _both(CHAT, "sump_level_rising", "warning", "tun-c004-sump")
                           | _both(CHAT, "tunnel_sump_level_high", "warning", "tun-c004-sump")
                           | _both(PAGER, "tunnel_sump_level_high", "critical", "tun-c004-sump")),
     "fan_failure": _both(CHAT, "tunnel_fan_state", "warning", "tun-c003-fan"),
-    "dts_hot_spot": (_fired(CHAT, "tunnel_dts_rise_rate_high", "warning", "tun-c005-dts")  # clears under the critical
+    "dts_hot_spot": (_both(CHAT, "tunnel_dts_rise_rate_high", "warning", "tun-c005-dts")  # as sump_level_rising
                      | _both(CHAT, "tunnel_dts_t_max_high", "warning", "tun-c005-dts")
                      | _both(PAGER, "tunnel_dts_t_max_high", "critical", "tun-c005-dts")),
     "sensor_drift": _both(CHAT, "o2_sensors_disagree", "warning", "compartment c007"),
