@@ -59,7 +59,9 @@ def _time_axis(ax: Axes, time_range: TimeRange) -> None:
 
 
 def _unit(panel: Mapping[str, Any]) -> str:
-    return str(panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "") or "")
+    """The unit as people write it: Grafana's custom ``suffix:Nm³/h`` shown as ``Nm³/h``, ``none`` as nothing."""
+    unit = str(panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "") or "")
+    return "" if unit == "none" else unit.removeprefix("suffix:").strip()
 
 
 def _lines(ax: Axes, panel: Mapping[str, Any], results: Results, time_range: TimeRange) -> None:
