@@ -105,7 +105,7 @@ async def _run(settings: Settings, duration_s: float, rate: float, seed: int, ba
     loop.add_signal_handler(signal.SIGTERM, interrupt)
     print(f"\nsimulating {expected.devices} devices: {expected.messages_sent} messages "
           f"({expected.expected_points} valid readings, {len(expected.faults)} injected faults) at {rate:g} msg/s")
-    receivers = StandInReceivers()
+    receivers = StandInReceivers(sites=frozenset(d.site for d in catalog.devices.values()))
     await receivers.start()
     run_task = asyncio.create_task(pipeline.run(), name="pipeline")
     try:

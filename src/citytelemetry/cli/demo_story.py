@@ -41,6 +41,7 @@ def demo_scenario() -> Scenario:
 class StandInReceivers:
     """What Alertmanager sent to the pager and the chat, kept for the summary."""
 
+    sites: frozenset[str] = frozenset()  # the inventory's: other Alertmanagers on this machine may post here too
     received: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (receiver, alert)
     runners: list[web.AppRunner] = field(default_factory=list)
     busy: list[int] = field(default_factory=list)
@@ -60,9 +61,13 @@ class StandInReceivers:
     def _receiver(self, name: str) -> Any:
         async def receive(request: web.Request) -> web.Response:
             body = await request.json()
-            self.received.extend((name, alert) for alert in body.get("alerts", []))
+            self.received.extend((name, alert) for alert in body.get("alerts", []) if self._ours(alert))
             return web.Response()
         return receive
+
+    def _ours(self, alert: dict[str, Any]) -> bool:
+        labels = alert.get("labels", {})
+        return "incident" in labels and labels.get("site") in self.sites
 
     async def stop(self) -> None:
         for runner in self.runners:
