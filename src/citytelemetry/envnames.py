@@ -18,6 +18,7 @@ OTHER_NAMES = frozenset({
     "CITYTELEMETRY_REINSTALL",  # scripts/install: reinstall the virtualenv
     # Grafana expands these in the datasource files that `citytelemetry dashboards` provisions
     # (dashboards/provisioning.py); an operator may well keep them in the pipeline's environment too.
+    "CITYTELEMETRY_INFLUX_READER_PASSWORD",  # the read-only account Grafana uses (v1)
     "CITYTELEMETRY_INFLUX_PASSWORD",
     "CITYTELEMETRY_INFLUX_TOKEN",
 })

@@ -214,7 +214,7 @@ class AlertEngine:
         two readings). Open alerts of rules and subjects that remain stay open, with the new rule's levels;
         a firing alert whose rule or subject is gone is resolved. Per-series windows refill, as at restart."""
         tracker = Tracker(self._transition)
-        ruleset = compile_rules(catalog, rules, tracker, runbook_base=self.settings.runbook_base_url)
+        ruleset = compile_rules(catalog, rules, tracker, runbook_base=self.links.runbooks)
         old, new = self.ruleset.rules_by_key, ruleset.rules_by_key
         changes = RuleChanges(added=sorted(new.keys() - old.keys()), removed=sorted(old.keys() - new.keys()),
                               changed=sorted(k for k in old.keys() & new.keys() if old[k] != new[k]))
