@@ -56,10 +56,27 @@ def test_empty_tag_values_are_left_out() -> None:
     ({"a": 1.5, "b": 2}, b"a=1.5,b=2i"),  # an integer field: the general path
     ({"a b": 1.5}, b"a\\ b=1.5"),  # a key that needs escaping: the general path
     ({"a": 1.5, "s": 'x"y'}, b'a=1.5,s="x\\"y"'),
+    ({"a": 1.5, "ok": True, "mode": "normal", "e": ""}, b'a=1.5,ok=true,mode="normal",e=""'),  # fast path
+    ({"s": "a\\b", "ok": False}, b's="a\\\\b",ok=false'),  # a backslash: the general path
+    ({"s": "a\tb"}, b's="a\tb"'),  # not printable: the general path (a tab is written as it is)
 ])
 def test_field_text_on_the_fast_and_the_general_path(fields: dict[str, FieldValue], text: bytes) -> None:
     reading = Reading(measurement="m", device_id="d", tags=(), fields=fields, timestamp_ms=1, seq=-1)
     assert reading_line(reading) == b"m " + text + b" 1000000"
+
+
+@given(st.lists(st.one_of(st.booleans(), st.text(max_size=12)), min_size=1, max_size=8))
+def test_strings_and_booleans_are_written_as_the_general_path_writes_them(values: list[bool | str]) -> None:
+    fields: dict[str, FieldValue] = {f"f{i}": v for i, v in enumerate(values)}
+    line = reading_line(Reading(measurement="m", device_id="d", tags=(), fields=fields, timestamp_ms=1, seq=-1))
+    assert line == b"m " + ",".join(f"{k}={format_field_value(v)}" for k, v in fields.items()).encode() + b" 1000000"
+
+
+def test_a_device_with_new_tags_gets_its_new_series() -> None:
+    old, new = (("site", "a"),), (("site", "b"),)
+    for tags, series in ((old, b"m,site=a"), (new, b"m,site=b"), (old, b"m,site=a")):
+        reading = Reading(measurement="m", device_id="same", tags=tags, fields={"x": 1.0}, timestamp_ms=1, seq=-1)
+        assert reading_line(reading) == series + b" x=1.0 1000000"
 
 
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=8))

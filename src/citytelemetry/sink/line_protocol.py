@@ -126,6 +126,24 @@ def _series(measurement: str, tags: tuple[tuple[str, str], ...]) -> bytes:
     return series
 
 
+# Hashing the key above hashes all 7-8 tag pairs of a district device on every reading (2.2 of 13.6 µs
+# per reading, compiled). A device's readings carry its catalog entry's own tags tuple, so a cache keyed by
+# (measurement, device) and checked by identity answers without that; other tags fall back to _series.
+_DEVICE_SERIES: dict[tuple[str, str], tuple[tuple[tuple[str, str], ...], bytes]] = {}
+
+
+def _device_series(measurement: str, device_id: str, tags: tuple[tuple[str, str], ...]) -> bytes:
+    key = (measurement, device_id)
+    found = _DEVICE_SERIES.get(key)
+    if found is not None and found[0] is tags:
+        return found[1]
+    if len(_DEVICE_SERIES) >= _CACHE_LIMIT:
+        _DEVICE_SERIES.clear()
+    series = _series(measurement, tags)
+    _DEVICE_SERIES[key] = (tags, series)
+    return series
+
+
 def _field_prefix(name: str) -> str:
     """``escaped_key=``: the part of a field that only depends on its name."""
     prefix = _KEY_CACHE.get(name)
@@ -136,11 +154,36 @@ def _field_prefix(name: str) -> str:
     return prefix
 
 
+_PLAIN_STRINGS: dict[str, bool] = {}
+
+
+def _plain_string(value: str) -> bool:
+    """Printable, no quote, no backslash, surely under the 64 KiB cut: JSON and line protocol write it
+    alike (enum states are). Longer strings take the general path, which cuts them."""
+    if len(value) > MAX_STRING_BYTES // 4:  # UTF-8 is at most 4 bytes a character
+        return False
+    known = _PLAIN_STRINGS.get(value)
+    if known is None:
+        if len(_PLAIN_STRINGS) >= _CACHE_LIMIT:
+            _PLAIN_STRINGS.clear()
+        known = _PLAIN_STRINGS[value] = value.isprintable() and '"' not in value and "\\" not in value
+    return known
+
+
 def _plain_floats(fields: Mapping[str, FieldValue]) -> bool:
-    """Only finite floats under keys that need no escaping (every profile measurement is such a key)."""
+    """Only finite floats, booleans and plain strings under keys that need no escaping (every profile
+    measurement is such a key): what orjson writes the same way as line protocol. Integers need their
+    ``i`` suffix and take the general path."""
     plain = _PLAIN_KEYS
     for key, value in fields.items():
-        if type(value) is not float or not -_INF < value < _INF:  # NaN fails both comparisons
+        kind = type(value)
+        if kind is float:
+            if not -_INF < value < _INF:  # type: ignore[operator]  # NaN fails both comparisons
+                return False
+        elif kind is str:
+            if not _plain_string(value):  # type: ignore[arg-type]
+                return False
+        elif kind is not bool:
             return False
         known = plain.get(key)
         if known is None:
@@ -154,9 +197,11 @@ def _plain_floats(fields: Mapping[str, FieldValue]) -> bool:
 
 def _field_text(fields: Mapping[str, FieldValue]) -> bytes:
     if fields and _plain_floats(fields):
-        # orjson writes {"k1":v1,"k2":v2}; with plain keys and finite floats, dropping the JSON punctuation
-        # leaves exactly k1=v1,k2=v2 (its shortest round-trip floats are valid line protocol floats).
-        # Measured: 0.7 µs for five fields against 2.3 µs with repr() per field.
+        # orjson writes {"k1":v1,"k2":"s",...}; with plain keys, finite floats, booleans and strings with no
+        # quote (so '":' and ',"' occur only between fields), dropping the JSON punctuation leaves exactly
+        # k1=v1,k2="s" (its shortest round-trip floats are valid line protocol floats). Measured: 0.7 µs for
+        # five floats against 2.3 µs with repr() per field; a district reading (floats, enum states,
+        # booleans) 7.1 µs by the general path.
         return orjson.dumps(fields)[2:-1].replace(b'":', b"=").replace(b',"', b",")
     parts = []
     for key, value in fields.items():
@@ -172,7 +217,7 @@ def reading_line(reading: Reading) -> bytes:
     """A reading's point; its device sequence number rides along as the integer field ``seq`` so that
     completeness (gaps, duplicates) can be audited from InfluxDB alone. The validator keeps values, seq
     and time in range; a value that is not raises ``LineRangeError`` (the handler refuses the reading)."""
-    series = _series(reading.measurement, reading.tags)
+    series = _device_series(reading.measurement, reading.device_id, reading.tags)
     fields = _field_text(reading.fields)
     timestamp_ns = reading.timestamp_ms * NS_PER_MS
     if reading.seq >= 0:  # status records have no sequence number
