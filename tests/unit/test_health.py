@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from citytelemetry.observability.health import Condition, HealthCheck
-from citytelemetry.observability.http import make_app
+from citytelemetry.observability.http import from_this_host, make_app
 from citytelemetry.observability.stats import PipelineStats
 from citytelemetry.sink.spool.wal import SpoolStats
 
@@ -141,3 +142,11 @@ async def test_endpoints_answer_with_status_codes_and_metrics_show_every_conditi
                           for c in Condition}
     assert "citytelemetry_ready 0.0" in text
     assert "citytelemetry_live 1.0" in text
+
+
+@pytest.mark.parametrize(("remote", "local"), [
+    ("127.0.0.1", True), ("127.3.4.5", True), ("::1", True), ("::ffff:127.0.0.1", True),
+    ("10.0.0.7", False), ("::ffff:10.0.0.7", False), ("2001:db8::1", False), (None, False), ("", False),
+])
+def test_reload_is_taken_from_this_host_only(remote: str | None, local: bool) -> None:
+    assert from_this_host(remote) is local

@@ -2,12 +2,15 @@
 
 ``/livez`` is 503 only when the process is stuck (restart it); ``/readyz`` is 503 while messages are not
 being acknowledged; ``/healthz`` is ``/readyz`` under its old name (observability/health.py says when).
-``POST /-/reload`` reloads profiles, inventory and alert rules (run/reload.py) and answers what changed.
+``POST /-/reload`` reloads profiles, inventory and alert rules (run/reload.py) and answers what changed;
+it has no authentication, so it is taken from this host (loopback) only, even when the server listens on
+every address (the container does, for the probes and /metrics); elsewhere, send the process SIGHUP.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 
 from aiohttp import web
@@ -23,6 +26,32 @@ from citytelemetry.observability.stats import PipelineStats
 Reload = Callable[[], Awaitable[tuple[bool, dict[str, object]]]]
 Routes = Iterable[Callable[[web.Application], None]]  # more pages (alerts/page.py): each adds its routes
 SAMPLE_EVERY_S = 1.0  # stall clocks need samples between probes, or work arriving just now looks old
+
+
+def from_this_host(remote: str | None) -> bool:
+    """Whether a peer address is loopback (IPv4, IPv6 or IPv4-mapped IPv6)."""
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+FOREIGN_RELOAD = {"applied": False, "problems": ["reload is taken from this host only (loopback); or send SIGHUP"]}
+
+
+def reload_handler(reload: Reload | None) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def reload_now(request: web.Request) -> web.Response:
+        if not from_this_host(request.remote):
+            return web.json_response(FOREIGN_RELOAD, status=403)
+        if reload is None:
+            return web.json_response({"applied": False, "problems": ["this process cannot reload"]}, status=404)
+        applied, report = await reload()
+        return web.json_response(report, status=200 if applied else 422)
+
+    return reload_now
 
 
 class HealthCollector(Collector):
@@ -66,12 +95,6 @@ def make_app(stats: PipelineStats, check: HealthCheck | None = None, *,
         health = check.observe()
         return _answer(health, ok=health.ready)
 
-    async def reload_now(_: web.Request) -> web.Response:
-        if reload is None:
-            return web.json_response({"applied": False, "problems": ["this process cannot reload"]}, status=404)
-        applied, report = await reload()
-        return web.json_response(report, status=200 if applied else 422)
-
     async def sampler(_: web.Application) -> AsyncIterator[None]:
         async def sample() -> None:
             while True:
@@ -89,7 +112,7 @@ def make_app(stats: PipelineStats, check: HealthCheck | None = None, *,
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/healthz", readyz)
-    app.router.add_post("/-/reload", reload_now)
+    app.router.add_post("/-/reload", reload_handler(reload))
     for add_routes in routes:
         add_routes(app)
     return app
