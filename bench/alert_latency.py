@@ -125,7 +125,9 @@ async def latency(rate: float, seconds: float, services: dict[str, str], catalog
         mqtt=MqttSettings(url=services["mqtt"], topic_prefix=prefix, client_id=f"bench-{uuid.uuid4().hex[:8]}"),
         influx=InfluxSettings(url=services["influx"], database="bench_alerts"), http=HttpSettings(port=0),
         pipeline=PipelineSettings(profiles_dir=ROOT / "device_profiles" / "types",
-                                  inventory_dir=ROOT / "device_profiles" / "inventory", flush_interval_s=0.2),
+                                  inventory_dir=ROOT / "device_profiles" / "inventory", flush_interval_s=0.2,
+                                  spool_dir=tmp / "spool", deadletter_dir=tmp / "deadletters",
+                                  checkpoint_file=tmp / "device-state.ckpt"),
         alertmanager=AlertmanagerSettings(url=services["alertmanager"]),
         alerts=AlertSettings(rules_dir=ROOT / "alert_rules", state_file=tmp / f"{prefix.replace('/', '_')}.json",
                              evaluation_interval_s=1.0))

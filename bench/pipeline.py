@@ -72,7 +72,12 @@ class PipelineConfig:
             "CITYTELEMETRY_ALERTS__STATE_FILE": str(self.work_dir / f"alert-state-{self.client_id}.json"),
             "CITYTELEMETRY_ALERTS__RULES_DIR": str(bench_rules_dir(self.work_dir) if self.synthetic
                                                    else SHIPPED_RULES),
+            # Every file of per-instance state is this process's own: the parts reuse the same devices, and
+            # a shared sequence checkpoint made a later part's readings duplicates of an earlier part's.
             "CITYTELEMETRY_PIPELINE__SPOOL_DIR": str(self.work_dir / f"spool-{self.client_id}"),
+            "CITYTELEMETRY_PIPELINE__CHECKPOINT_FILE": str(self.work_dir / f"device-state-{self.client_id}.ckpt"),
+            "CITYTELEMETRY_PIPELINE__DEADLETTER_DIR": str(self.work_dir / f"deadletters-{self.client_id}"),
+            "CITYTELEMETRY_STORAGE__CHECKPOINT_FILE": str(self.work_dir / f"rollup-windows-{self.client_id}.json"),
         })
         if self.shared_group:
             env["CITYTELEMETRY_MQTT__SHARED_GROUP"] = self.shared_group

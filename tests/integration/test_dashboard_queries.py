@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from simulators.district import DistrictSimulator, Pacing
 
-from citytelemetry.config import HttpSettings, InfluxSettings, MqttSettings, PipelineSettings, Settings
+from citytelemetry.config import HttpSettings, InfluxSettings, MqttSettings, PipelineSettings, Settings, StorageSettings
 from citytelemetry.dashboards import KpiSettings, build_dashboards
 from citytelemetry.dashboards.formulas import Ratio, kpi_ratios
 from citytelemetry.dashboards.macros import TimeRange, interpolate
@@ -78,7 +78,8 @@ def _representative_points(url: str, db: str, instance: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def district(mosquitto: MqttBroker, influxdb: str) -> District:
+def district(mosquitto: MqttBroker, influxdb: str, tmp_path_factory: pytest.TempPathFactory) -> District:
+    state = tmp_path_factory.mktemp("district-state")  # never the repository's .run/: state outlives a run
     db = f"test_{uuid.uuid4().hex[:12]}"
     prefix = f"test/{uuid.uuid4().hex[:12]}"
     catalog = shipped_catalog()
@@ -90,7 +91,9 @@ def district(mosquitto: MqttBroker, influxdb: str) -> District:
                                   inventory_dir=ROOT / "device_profiles" / "inventory",
                                   flush_interval_s=0.2, selfmetrics_interval_s=0.3,
                                   # batches under 1 MB: aiohttp warns about larger raw-bytes bodies
-                                  batch_size=1000),
+                                  batch_size=1000, spool_dir=state / "spool", deadletter_dir=state / "deadletters",
+                                  checkpoint_file=state / "device-state.ckpt"),
+        storage=StorageSettings(checkpoint_file=state / "rollup-windows.json"),
     )
     # Three devices per type, two simulated hours, two bad messages (dead letters, reject counters).
     sim = DistrictSimulator(catalog, seed=7, duration_s=SIM_SECONDS, max_devices=60, batch=20,
