@@ -12,7 +12,7 @@ from pathlib import Path
 
 from simulators.district import DistrictSimulator, Summary, publish
 
-from citytelemetry.config import HttpSettings, InfluxSettings, MqttSettings, PipelineSettings, Settings
+from citytelemetry.config import HttpSettings, InfluxSettings, MqttSettings, PipelineSettings, Settings, StorageSettings
 from citytelemetry.profiles import Catalog, load_catalog
 from citytelemetry.run import Pipeline, build_pipeline
 
@@ -35,6 +35,8 @@ def pipeline_settings(mqtt_url: str, topic_prefix: str, influx: InfluxSettings, 
         mqtt=MqttSettings(url=mqtt_url, topic_prefix=topic_prefix, client_id=client_id),
         influx=influx,
         http=HttpSettings(port=0),
+        storage=StorageSettings(checkpoint_file=Path(tempfile.gettempdir()) / "citytelemetry-test-spools" /
+                                f"{client_id}.rollup-windows.json"),
         pipeline=PipelineSettings(profiles_dir=ROOT / "device_profiles" / "types",
                                   inventory_dir=ROOT / "device_profiles" / "inventory",
                                   flush_interval_s=0.2, selfmetrics_interval_s=3600, **pipeline),  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ from citytelemetry.contracts import InboundMessage
 from citytelemetry.records import Outcome, Reason
 from citytelemetry.testing import NeverSettled
 from citytelemetry.validate import Limits, MessageValidator
+from citytelemetry.validate.sequence import SequenceTracker
 
 from .catalog_fixture import make_catalog
 
@@ -227,3 +228,13 @@ def test_rate_limit_counts_device_time_so_a_backlog_passes_and_a_flood_does_not(
     flood = [validate(message(reading(seq=100 + i, ts=NOW - 1000 + i))) for i in range(10)]
     assert [bool(o.readings) for o in flood] == [True] * 5 + [False] * 5
     assert {r.reason for o in flood for r in o.rejections} == {Reason.RATE_LIMITED}
+
+
+def test_a_higher_seq_with_an_older_timestamp_lands_until_a_restart_was_seen() -> None:
+    tracker = SequenceTracker()
+    tracker.accept("d", 10, 10_000)
+    assert tracker.check("d", 11, 1_000) is None  # a backfill numbered on: no restart seen, nothing refused
+    tracker.accept("d", 11, 1_000)
+    tracker.accept("d", 0, 20_000)  # at or below the newest, newer than all: a restart
+    reason, _ = tracker.check("d", 12, 15_000) or (None, "")
+    assert reason is Reason.STALE_SEQUENCE  # numbered above, timestamped before the restart: the old numbering

@@ -13,8 +13,8 @@ gateway sends its live reading before its backlog. So, like IPsec and DTLS (RFC 
 
 A device restart loses its counter: a seq at or below the newest with a timestamp *newer than every
 reading we hold* of that device starts a new numbering (a late reading carries an older timestamp).
-A reading numbered above the newest but timestamped before the restart belongs to the old numbering,
-which is gone: ``stale_sequence``.
+A reading numbered above the newest but timestamped before that restart belongs to the old numbering,
+which is gone: ``stale_sequence`` (only after a restart was seen: before one, such a reading lands).
 
 A reading whose timestamp equals that of another stored reading of the device (among its last
 ``TIMESTAMP_MEMORY`` accepted ones) would overwrite that InfluxDB point (same series, same time): it is
@@ -46,7 +46,10 @@ class DeviceWindow:
         self.top = seq  # newest seq of the current numbering
         self.bits = 1  # bit i: seq top - i was accepted
         self.max_ts = timestamp_ms  # newest timestamp accepted from this device
-        self.start_ts = timestamp_ms  # timestamp of the current numbering's first reading
+        # Timestamp of the reading that began the current numbering after a restart. The first numbering
+        # we see has none: a higher seq with an older timestamp (a gateway's backfill, a clock fixed
+        # later) is no evidence of a restart, so nothing before it is refused as the old numbering.
+        self.start_ts = _NO_TIMESTAMP
         self.timestamps = array("q", [_NO_TIMESTAMP]) * TIMESTAMP_MEMORY  # a ring of accepted timestamps
         self.timestamps[0] = timestamp_ms
         self.next_ts = 1  # next slot of the ring
