@@ -75,7 +75,8 @@ class Context:
         s = self.services
         types, inventory = self.synthetic_dirs if synthetic else (DISTRICT_TYPES, DISTRICT_INVENTORY)
         return PipelineProcess(PipelineConfig(
-            mqtt_url=s.mqtt_url, influx_url=s.influx_url, database=database, topic_prefix=prefix,
+            mqtt_url=s.mqtt_url, influx_url=s.influx_url, alertmanager_url=s.alertmanager.url, database=database,
+            topic_prefix=prefix,
             client_id=client_id or f"bench-{self.run_id}-{name}", profiles_dir=types,
             inventory_dir=inventory, work_dir=self.work_dir, shared_group=group, alerts=self.alerts,
             mqtt_client=mqtt_client, pure_python=pure_python, synthetic=synthetic, http_port=free_port()))

@@ -42,6 +42,7 @@ def bench_rules_dir(work_dir: Path) -> Path:
 class PipelineConfig:
     mqtt_url: str
     influx_url: str
+    alertmanager_url: str
     database: str
     topic_prefix: str
     client_id: str
@@ -63,6 +64,7 @@ class PipelineConfig:
             "CITYTELEMETRY_MQTT__CLIENT": self.mqtt_client,
             "CITYTELEMETRY_MQTT__TOPIC_PREFIX": self.topic_prefix,
             "CITYTELEMETRY_INFLUX__URL": self.influx_url,
+            "CITYTELEMETRY_ALERTMANAGER__URL": self.alertmanager_url,
             "CITYTELEMETRY_INFLUX__DATABASE": self.database,
             "CITYTELEMETRY_HTTP__PORT": str(self.http_port),
             "CITYTELEMETRY_HTTP__HOST": "127.0.0.1",

@@ -20,6 +20,7 @@ class Services:
     mqtt_port: int
     influx: ManagedService
     broker: ManagedService
+    alertmanager: ManagedService  # the pipelines page here: never a developer's own on 19093
 
     @property
     def mqtt_url(self) -> str:
@@ -39,8 +40,9 @@ class Services:
 def private_services(run_dir: Path) -> Iterator[Services]:
     broker = ManagedService(definitions.mosquitto(run_dir, free_port()))
     influx = ManagedService(definitions.influxd(run_dir, free_port()))
-    with broker, influx:
-        yield Services("127.0.0.1", broker.spec.port, influx, broker)
+    alertmanager = ManagedService(definitions.alertmanager(run_dir, free_port()))
+    with broker, influx, alertmanager:
+        yield Services("127.0.0.1", broker.spec.port, influx, broker, alertmanager)
 
 
 def influx_query(url: str, db: str, q: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
