@@ -36,7 +36,7 @@ def test_bench_tiny_run_produces_figures_and_exact_counts(tmp_path: Path) -> Non
             assert row["landed"] == row["expected"], row
         if row["part"] in {"c", "d"}:
             assert (row["rejected"], row["lost"]) == (0, 0), row
-            assert row["cpu_s_per_100k"] > 0
+            assert row["cpu_s_per_100k"] >= 0  # a tiny compiled drain can use less than one 10 ms CPU tick
             assert row["peak_rss_mib"] > 0
             pipelines = ["pipeline 1", "pipeline 2"] if row["part"] == "d" else ["pipeline 1"]
             assert sorted(row["cores"]) == sorted([*pipelines, "mosquitto", "influxd"]), row
