@@ -207,6 +207,11 @@ class PipelineSettings(Section):
     # each, 512 bytes a device at the default.
     sequence_window: int = Field(default=4096, ge=64, le=1_048_576)
     selfmetrics_interval_s: float = Field(default=10.0, gt=0)
+    # Allocations between two young-generation collections (gc.set_threshold's first value; Python's is
+    # 700). A message allocates a dozen tracked objects and frees nearly all of them by reference counting,
+    # so at 700 the collector ran every ~50 messages for almost nothing: W1 in process 23.5 -> 18.1 us per
+    # message at 50,000, longest pause 58 -> 6 ms (observability/gcpauses.py, docs/performance.md).
+    gc_young_objects: int = Field(default=50_000, ge=100, le=10_000_000)
     shutdown_timeout_s: float = Field(default=20.0, gt=0)
     # Write-ahead spool: messages are acknowledged once fsync'd here. One directory per running instance.
     # None: no spool, acknowledge only once written to InfluxDB (an outage then backs up at the broker).

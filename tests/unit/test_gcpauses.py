@@ -6,7 +6,13 @@ import gc
 
 from prometheus_client import generate_latest
 
-from citytelemetry.observability.gcpauses import GcPauseMeter, GcPauses
+from citytelemetry.observability.gcpauses import (
+    FULL_EVERY,
+    MIDDLE_EVERY,
+    GcPauseMeter,
+    GcPauses,
+    freeze_startup_objects,
+)
 from citytelemetry.observability.prometheus import registry_for
 from citytelemetry.observability.stats import PipelineStats
 
@@ -34,3 +40,16 @@ def test_pauses_are_on_metrics_only_when_measured() -> None:
     assert 'citytelemetry_gc_collections_total{generation="2"} 1.0' in text
     assert 'citytelemetry_gc_pause_seconds_total{generation="2"} 0.25' in text
     assert 'citytelemetry_gc_longest_pause_seconds{generation="0"} 0.001' in text
+
+
+def test_freezing_start_up_objects_sets_the_young_generation_threshold() -> None:
+    before = gc.get_threshold()
+    try:
+        frozen = freeze_startup_objects(50_000)
+        assert frozen == gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (50_000, MIDDLE_EVERY, FULL_EVERY)
+        freeze_startup_objects()  # without a threshold: the thresholds stay as they are
+        assert gc.get_threshold() == (50_000, MIDDLE_EVERY, FULL_EVERY)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -37,7 +37,7 @@ async def _run_pipeline(settings: Settings, config_file: Path | None) -> int:
         loop.add_signal_handler(sig, pipeline.stop)
     loop.add_signal_handler(signal.SIGHUP, pipeline.request_reload)
     # This process is the pipeline's: what start-up built stays to the end, so collections skip it.
-    frozen = freeze_startup_objects()
+    frozen = freeze_startup_objects(settings.pipeline.gc_young_objects)
     pauses = pipeline.stats.gc = GcPauses()
     with GcPauseMeter(pauses):
         try:
