@@ -53,8 +53,12 @@ class Sink(Protocol):
     """Takes lines with a durability callback; batches, retries and settles them in order.
 
     ``put`` waits when the sink is full (back-pressure reaches the broker); ``put_nowait`` is for the
-    pipeline's own small records (self-metrics, alert history), which must never wait on devices.
+    pipeline's own small records (self-metrics, alert history), which must never wait on devices, and
+    for device lines while ``full()`` is false (no coroutine per message on the hot path).
     """
+
+    def full(self) -> bool:
+        """``put`` would wait now."""
 
     @property
     def pending(self) -> int:

@@ -67,6 +67,9 @@ class BufferedSink:
         self._oldest_at = 0.0
 
     # -- producer side ---------------------------------------------------------------------------
+    def full(self) -> bool:
+        return len(self._lines) >= self._max_buffered
+
     async def put(self, lines: Sequence[bytes], on_durable: OnDurable | None = None) -> None:
         """Queue lines; waits while the buffer is full, so pressure flows back to the source."""
         while len(self._lines) >= self._max_buffered:

@@ -45,6 +45,9 @@ class SpooledSink:
     def put_nowait(self, lines: Sequence[bytes], on_durable: OnDurable | None = None) -> None:
         self.spool.submit(lines, on_durable)
 
+    def full(self) -> bool:
+        return self.spool.full()
+
     async def wait_settled(self) -> None:
         """Everything put so far is durable in the spool (so its messages are acknowledged)."""
         await self.spool.wait_idle()
@@ -96,8 +99,12 @@ class SpooledSink:
                         return
                     await self.spool.wait_committed()
                     continue
+                buffer, drained = self.buffer, self.spool.mark_drained
                 for record_id, lines in await self._next_records(reader, next_id):
-                    await self.buffer.put(lines, functools.partial(self.spool.mark_drained, record_id))
+                    if buffer.full():
+                        await buffer.put(lines, functools.partial(drained, record_id))
+                    else:  # the common case without a coroutine per record
+                        buffer.put_nowait(lines, functools.partial(drained, record_id))
                     next_id = record_id + 1
         finally:
             reader.close()
