@@ -18,7 +18,7 @@ from citytelemetry.contracts import AlertEvaluator, InboundMessage, LineWriter, 
 from citytelemetry.deadletters.store import DeadLetterStore
 from citytelemetry.ingest.broker import BrokerError, BrokerSource
 from citytelemetry.ingest.factory import open_source
-from citytelemetry.ingest.partition import Subscription
+from citytelemetry.ingest.member_topics import MemberTopics
 from citytelemetry.ingest.watch import ConnectionWatch
 from citytelemetry.observability.completeness import CompletenessTracker
 from citytelemetry.observability.http import start_http
@@ -55,7 +55,7 @@ class PipelineParts:
     reloader: Reloader | None = None
     rollups: RollupTask | None = None  # storage: keeps the rollup tiers up to date (docs/storage.md)
     checkpointer: Checkpointer | None = None
-    subscription: Subscription | None = None  # a partitioned member's topics; None: the wildcards
+    topics: MemberTopics | None = None  # a partitioned member's topics (reloads change them); None: the wildcards
 
 
 class Pipeline:
@@ -76,7 +76,8 @@ class Pipeline:
         self._reloader = parts.reloader
         self._reloads: set[asyncio.Task[ReloadReport]] = set()
         self.checkpointer = parts.checkpointer
-        self._subscription = parts.subscription
+        self._topics = parts.topics
+        self._catching_up: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -194,10 +195,13 @@ class Pipeline:
         attempt = 0
         while not self._stop.is_set():
             try:
-                sub = self._subscription
-                async with open_source(self.settings.mqtt, topic_filters=sub.filters if sub else None,
-                                       unsubscribe=sub.unsubscribe if sub else None) as source:
+                topics = self._topics
+                wanted = topics.filters if topics else None
+                async with open_source(self.settings.mqtt, topic_filters=wanted,
+                                       unsubscribe=topics.unsubscribe if topics else None) as source:
                     self._attach(source)
+                    if topics is not None and wanted is not None:
+                        self._follow_topics(topics, source, wanted)
                     watch.connected()
                     attempt = 0
                     await self._pump_until_stopped(source)
@@ -217,7 +221,24 @@ class Pipeline:
             finally:
                 self._attach(None)
 
+    def _follow_topics(self, topics: MemberTopics, source: BrokerSource, subscribed: list[str]) -> None:
+        """A reload that applied while this connection was being opened changed the set it subscribed to:
+        catch up beside the pump (whose reading lets the SUBACK in)."""
+        topics.attach(source, subscribed)
+        if topics.behind:
+            task = asyncio.create_task(self._catch_up(topics), name="mqtt-topics")
+            self._catching_up.add(task)
+            task.add_done_callback(self._catching_up.discard)
+
+    async def _catch_up(self, topics: MemberTopics) -> None:
+        outcome = await topics.follow()
+        self.stats.subscriptions_refused += len(outcome.refused)
+        log.log(logging.WARNING if outcome.refused or outcome.error else logging.INFO, "reload, after connecting: %s",
+                "\n".join(outcome.lines()))
+
     def _attach(self, source: BrokerSource | None) -> None:
+        if source is None and self._topics is not None:
+            self._topics.detach()
         self.handler.source = self._notices.source = source
         if source is not None and self.checkpointer is not None:
             source.before_write = self.checkpointer.journal.flush
