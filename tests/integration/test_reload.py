@@ -9,8 +9,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,12 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from citytelemetry.ingest.partition import Partition
+from citytelemetry.profiles import Catalog
 from citytelemetry.services import free_port
 from tests.conftest import MqttBroker, influx_query
 
-from .pipeline_harness import ROOT
+from .pipeline_harness import ROOT, shipped_catalog
 from .process_harness import PipelineProcess
 
 pytestmark = pytest.mark.integration
@@ -51,21 +55,22 @@ def _wait(condition: Any, what: str, timeout_s: float = 30) -> None:
         time.sleep(0.1)
 
 
-def _publish(url: str, prefix: str, seq: int) -> None:
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"ct-reload-{seq}",
-                         protocol=mqtt.MQTTv5)
+def _publish(url: str, prefix: str, seq: int, device: str = NEW) -> None:
+    """One tunnel_multigas reading of ``device`` (site hunnan), QoS 1, acknowledged by the broker."""
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                         client_id=f"ct-reload-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5)
     host, port = url.removeprefix("mqtt://").split(":")
     client.connect(host, int(port))
     client.loop_start()
-    payload = {"device": NEW, "seq": seq, "ts": time.time_ns() // 1_000_000, "values": {"ch4": 1.5, "o2": 20.9}}
-    info = client.publish(f"{prefix}/hunnan/tunnel/{NEW}/telemetry", json.dumps(payload), qos=1)
+    payload = {"device": device, "seq": seq, "ts": time.time_ns() // 1_000_000, "values": {"ch4": 1.5, "o2": 20.9}}
+    info = client.publish(f"{prefix}/hunnan/tunnel/{device}/telemetry", json.dumps(payload), qos=1)
     info.wait_for_publish(10)
     client.disconnect()
     client.loop_stop()
 
 
-def _landed(influx: str, database: str) -> int:
-    series = influx_query(influx, database, f"SELECT count(ch4) FROM tunnel_multigas WHERE device = '{NEW}'")
+def _landed(influx: str, database: str, device: str = NEW) -> int:
+    series = influx_query(influx, database, f"SELECT count(ch4) FROM tunnel_multigas WHERE device = '{device}'")
     return int(series[0]["values"][0][1]) if series else 0
 
 
@@ -118,3 +123,113 @@ def test_a_device_added_on_sighup_lands_and_a_broken_profile_changes_nothing(
         assert process.terminate() == 0
     finally:
         process.stop_quietly()
+
+
+class WildcardAudit:
+    """A bare subscriber on every telemetry topic of ``prefix``: what was published, whoever else gets it."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.topics: list[str] = []
+        self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                                   client_id=f"ct-reload-audit-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5)
+        self._client.on_message = lambda _c, _u, message: self.topics.append(message.topic)
+        subscribed = threading.Event()
+        self._client.on_subscribe = lambda *_: subscribed.set()
+        host, port = url.removeprefix("mqtt://").split(":")
+        self._client.connect(host, int(port))
+        self._client.loop_start()
+        self._client.subscribe(f"{prefix}/+/+/+/telemetry", qos=1)
+        assert subscribed.wait(10), "no SUBACK for the audit subscriber"
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+def _post_reload(port: int) -> dict[str, Any]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/-/reload", method="POST")
+    with urllib.request.urlopen(request, timeout=120) as response:
+        body: dict[str, Any] = json.load(response)
+    return body
+
+
+def _owned_multigas(member: Partition, catalog: Catalog) -> str:
+    """A tunnel_multigas device of the shipped inventory (site hunnan) that ``member`` owns."""
+    return next(d.id for d in catalog.devices.values()
+                if d.profile.type == "tunnel_multigas" and d.site == "hunnan" and member.owns(d.id))
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_partitioned_member_subscribes_to_added_devices_and_drops_removed_ones_at_reload(
+        tmp_path: Path, mosquitto: MqttBroker, influxdb: str, influx_db_name: str, mqtt_topic_prefix: str,
+        protocol: str) -> None:
+    member = Partition.parse("1/2")
+    added = next(f"tun-c{n}-gas1" for n in range(900, 1000) if member.owns(f"tun-c{n}-gas1"))  # not in the inventory
+    removed = _owned_multigas(member, shipped_catalog())
+    district = tmp_path / "district"
+    shutil.copytree(ROOT / "device_profiles", district, ignore=shutil.ignore_patterns("*.md"))
+    tunnel = district / "inventory" / "tunnel.yaml"
+    http_port = free_port()
+    process = PipelineProcess(
+        mqtt_url=mosquitto.url, influx_url=influxdb, database=influx_db_name, prefix=mqtt_topic_prefix,
+        client_id=f"ct-reload-part-{influx_db_name[-6:]}", spool_dir=tmp_path / "spool", log_file=tmp_path / "run.log",
+        pipeline__profiles_dir=str(district / "types"), pipeline__inventory_dir=str(district / "inventory"),
+        pipeline__partition=str(member), pipeline__checkpoint_file=str(tmp_path / "device-state.ckpt"),
+        pipeline__deadletter_dir=str(tmp_path / "deadletters"), mqtt__protocol=protocol, http__port=str(http_port))
+    audit = WildcardAudit(mosquitto.url, mqtt_topic_prefix)
+    process.start()
+    try:
+        _publish(mosquitto.url, mqtt_topic_prefix, 1, removed)
+        _wait(lambda: _landed(influxdb, influx_db_name, removed) == 1, "the device to be removed lands meanwhile")
+
+        # Added: the member subscribes to its topics on the open connection; its readings land.
+        location = {"cabin": "gas", "compartment": "c999", "km": "31.9"}
+        _edit(tunnel, lambda d: d["devices"].append({"id": added, "type": "tunnel_multigas", "location": location}))
+        report = _post_reload(http_port)
+        topics = [f"{mqtt_topic_prefix}/hunnan/tunnel/{added}/{kind}" for kind in ("telemetry", "status")]
+        assert (report["applied"], report["devices"]["added"]) == (True, [added])
+        assert report["subscriptions"] == {"subscribed": topics, "unsubscribed": [], "refused": [], "connected": True,
+                                           "error": None}
+        assert "subscriptions: subscribed 2 topics" in report["lines"]
+        for seq in (1, 2, 3):
+            _publish(mosquitto.url, mqtt_topic_prefix, seq, added)
+        _wait(lambda: _landed(influxdb, influx_db_name, added) == 3, "the added device's three readings")
+
+        # Removed: its topics are unsubscribed; the broker no longer hands its messages to the member.
+        _edit(tunnel, lambda d: d.update(devices=[x for x in d["devices"] if x["id"] != removed]))
+        assert process.process is not None
+        process.process.send_signal(signal.SIGHUP)
+        process.wait_for_log("subscriptions: unsubscribed 2 topics", 60)
+        assert_not_delivered(process, http_port, mosquitto.url, mqtt_topic_prefix, audit, removed, added, seq=4)
+        assert _landed(influxdb, influx_db_name, added) == 4
+        assert _metric(_scrape(http_port), "citytelemetry_subscriptions_refused_total") == 0
+
+        # A restart keeps the new set: the added device lands, the removed one still reaches nobody.
+        assert process.terminate() == 0
+        process.start()
+        _publish(mosquitto.url, mqtt_topic_prefix, 5, added)
+        _wait(lambda: _landed(influxdb, influx_db_name, added) == 5, "the added device after the restart")
+        assert_not_delivered(process, http_port, mosquitto.url, mqtt_topic_prefix, audit, removed, added, seq=6)
+        assert (_landed(influxdb, influx_db_name, added), _landed(influxdb, influx_db_name, removed)) == (6, 1)
+        assert process.terminate() == 0
+    finally:
+        audit.close()
+        process.stop_quietly()
+
+
+def assert_not_delivered(process: PipelineProcess, http_port: int, url: str, prefix: str, audit: WildcardAudit,
+                         removed: str, added: str, *, seq: int) -> None:
+    """Publish one reading of ``removed`` and then one of ``added`` (the barrier: once the member has that,
+    it would have had the first); the wildcard subscriber sees both, the member only the second."""
+    _wait(lambda: _metric(_scrape(http_port), "citytelemetry_mqtt_connected") == 1, "the member connected")
+    influx, database = process.env["CITYTELEMETRY_INFLUX__URL"], process.env["CITYTELEMETRY_INFLUX__DATABASE"]
+    received = _metric(_scrape(http_port), "citytelemetry_messages_received_total")
+    landed, seen = _landed(influx, database, added), len(audit.topics)
+    _publish(url, prefix, seq, removed)
+    _publish(url, prefix, seq, added)
+    _wait(lambda: len(audit.topics) == seen + 2, "the audit subscriber's two messages")
+    assert audit.topics[seen:] == [f"{prefix}/hunnan/tunnel/{d}/telemetry" for d in (removed, added)]
+    _wait(lambda: _landed(influx, database, added) == landed + 1, "the barrier reading lands")
+    metrics = _scrape(http_port)
+    assert _metric(metrics, "citytelemetry_messages_received_total") == received + 1  # the barrier only
+    assert 'reason="unknown_device"' not in metrics  # the removed device's reading never reached the member
