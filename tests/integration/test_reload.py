@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,13 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from citytelemetry.config import MqttSettings
+from citytelemetry.contracts import InboundMessage
+from citytelemetry.ingest.factory import open_source
 from citytelemetry.ingest.partition import Partition
 from citytelemetry.profiles import Catalog
-from citytelemetry.services import free_port
+from citytelemetry.services import ManagedService, definitions, free_port
+from citytelemetry.services.definitions import DEPLOY_DIR
 from tests.conftest import MqttBroker, influx_query
 
 from .pipeline_harness import ROOT, shipped_catalog
@@ -233,3 +239,69 @@ def assert_not_delivered(process: PipelineProcess, http_port: int, url: str, pre
     metrics = _scrape(http_port)
     assert _metric(metrics, "citytelemetry_messages_received_total") == received + 1  # the barrier only
     assert 'reason="unknown_device"' not in metrics  # the removed device's reading never reached the member
+
+
+DYNSEC_PLUGIN = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
+
+
+@pytest.fixture
+def acl_broker(tmp_path: Path) -> Iterator[ManagedService]:
+    """mosquitto, anonymous, whose dynamic-security plugin lets anonymous clients subscribe to
+    ``acl/allowed/#`` only. The ``acl_file`` would not do: mosquitto 2.0 grants every SUBSCRIBE under it
+    (SUBACK 0) and filters at delivery, so it could not show a refusal."""
+    assert DYNSEC_PLUGIN.exists(), f"{DYNSEC_PLUGIN} (the mosquitto package's dynamic-security plugin) is needed"
+    config = tmp_path / "dynsec.json"
+    config.write_text(json.dumps({
+        "defaultACLAccess": {"publishClientSend": True, "publishClientReceive": True, "subscribe": False,
+                             "unsubscribe": True},
+        "clients": [], "groups": [{"groupname": "anonymous", "roles": [{"rolename": "reader"}], "clients": []}],
+        "roles": [{"rolename": "reader", "acls": [
+            {"acltype": "subscribePattern", "topic": "acl/allowed/#", "priority": 0, "allow": True}]}],
+        "anonymousGroup": "anonymous"}), encoding="utf-8")
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    template = (DEPLOY_DIR / "mosquitto.conf.template").read_text(encoding="utf-8")
+    assert "${access}\n" in template
+    plugin = f"${{access}}\nplugin {DYNSEC_PLUGIN}\nplugin_opt_config_file {config}\n"
+    (templates / "mosquitto.conf.template").write_text(template.replace("${access}\n", plugin), encoding="utf-8")
+    with ManagedService(definitions.mosquitto(tmp_path / "services", free_port(), templates=templates)) as service:
+        yield service
+
+
+def _publish_plain(port: int, *topics: str) -> None:
+    """QoS 1, in order, each acknowledged by the broker."""
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"ct-acl-{uuid.uuid4().hex[:8]}",
+                         protocol=mqtt.MQTTv5)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    for topic in topics:
+        client.publish(topic, b"x", qos=1).wait_for_publish(10)
+    client.disconnect()
+    client.loop_stop()
+
+
+async def _next_topic(messages: AsyncIterator[InboundMessage]) -> str:
+    async with asyncio.timeout(10):
+        message = await anext(messages)
+    message.delivery.settle()
+    return message.topic
+
+
+@pytest.mark.parametrize(("protocol", "refusal"), [("5", "NOT_AUTHORIZED"), ("3.1.1", "UNSPECIFIED_ERROR")])
+async def test_the_source_subscribes_and_unsubscribes_on_the_open_connection_and_names_a_refusal(
+        acl_broker: ManagedService, protocol: str, refusal: str) -> None:
+    """What a reload asks of the connection (ingest/member_topics.py), on both MQTT versions: a topic the
+    ACL refuses comes back with the broker's reason and the connection stays up for the rest."""
+    port = acl_broker.spec.port
+    settings = MqttSettings(url=f"mqtt://127.0.0.1:{port}", topic_prefix="acl", session_expiry_s=0,
+                            client_id=f"ct-acl-{uuid.uuid4().hex[:8]}", protocol=protocol)  # type: ignore[arg-type]
+    async with open_source(settings, connect_timeout_s=10, topic_filters=["acl/allowed/a"]) as source:
+        assert source.version == protocol
+        refused = await source.subscribe(["acl/allowed/b", "acl/denied/c"], timeout_s=10)
+        assert refused == [("acl/denied/c", refusal)]
+        messages = aiter(source.messages())
+        await asyncio.to_thread(_publish_plain, port, "acl/denied/c", "acl/allowed/b", "acl/allowed/a")
+        assert [await _next_topic(messages) for _ in range(2)] == ["acl/allowed/b", "acl/allowed/a"]
+        assert await source.unsubscribe(["acl/allowed/b"], timeout_s=10) == []
+        await asyncio.to_thread(_publish_plain, port, "acl/allowed/b", "acl/allowed/a")
+        assert await _next_topic(messages) == "acl/allowed/a"  # the barrier: b, published before it, is gone
