@@ -242,13 +242,14 @@ def assert_not_delivered(process: PipelineProcess, http_port: int, url: str, pre
 
 
 DYNSEC_PLUGIN = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
+REFUSED = "tun-c998-gas1"  # the ACL broker refuses its topics under acl/allowed/
 
 
 @pytest.fixture
 def acl_broker(tmp_path: Path) -> Iterator[ManagedService]:
     """mosquitto, anonymous, whose dynamic-security plugin lets anonymous clients subscribe to
-    ``acl/allowed/#`` only. The ``acl_file`` would not do: mosquitto 2.0 grants every SUBSCRIBE under it
-    (SUBACK 0) and filters at delivery, so it could not show a refusal."""
+    ``acl/allowed/#`` only, and there not to the topics of ``REFUSED``. The ``acl_file`` would not do:
+    mosquitto 2.0 grants every SUBSCRIBE under it (SUBACK 0) and filters at delivery."""
     assert DYNSEC_PLUGIN.exists(), f"{DYNSEC_PLUGIN} (the mosquitto package's dynamic-security plugin) is needed"
     config = tmp_path / "dynsec.json"
     config.write_text(json.dumps({
@@ -256,6 +257,7 @@ def acl_broker(tmp_path: Path) -> Iterator[ManagedService]:
                              "unsubscribe": True},
         "clients": [], "groups": [{"groupname": "anonymous", "roles": [{"rolename": "reader"}], "clients": []}],
         "roles": [{"rolename": "reader", "acls": [
+            {"acltype": "subscribePattern", "topic": f"acl/allowed/+/+/{REFUSED}/#", "priority": 1, "allow": False},
             {"acltype": "subscribePattern", "topic": "acl/allowed/#", "priority": 0, "allow": True}]}],
         "anonymousGroup": "anonymous"}), encoding="utf-8")
     templates = tmp_path / "templates"
@@ -305,3 +307,35 @@ async def test_the_source_subscribes_and_unsubscribes_on_the_open_connection_and
         assert await source.unsubscribe(["acl/allowed/b"], timeout_s=10) == []
         await asyncio.to_thread(_publish_plain, port, "acl/allowed/b", "acl/allowed/a")
         assert await _next_topic(messages) == "acl/allowed/a"  # the barrier: b, published before it, is gone
+
+
+def test_a_subscription_the_broker_refuses_at_reload_is_reported_in_words_and_counted(
+        tmp_path: Path, acl_broker: ManagedService, influxdb: str, influx_db_name: str) -> None:
+    district = tmp_path / "district"
+    shutil.copytree(ROOT / "device_profiles", district, ignore=shutil.ignore_patterns("*.md"))
+    http_port, prefix = free_port(), "acl/allowed"
+    process = PipelineProcess(
+        mqtt_url=acl_broker.url, influx_url=influxdb, database=influx_db_name, prefix=prefix,
+        client_id=f"ct-reload-acl-{influx_db_name[-6:]}", spool_dir=tmp_path / "spool", log_file=tmp_path / "run.log",
+        pipeline__profiles_dir=str(district / "types"), pipeline__inventory_dir=str(district / "inventory"),
+        pipeline__partition="1/1", pipeline__checkpoint_file=str(tmp_path / "device-state.ckpt"),
+        pipeline__deadletter_dir=str(tmp_path / "deadletters"), http__port=str(http_port))
+    process.start()
+    try:
+        location = {"cabin": "gas", "compartment": "c998", "km": "31.8"}
+        _edit(district / "inventory" / "tunnel.yaml", lambda d: d["devices"].append(
+            {"id": REFUSED, "type": "tunnel_multigas", "location": location}))
+        report = _post_reload(http_port)
+        topics = [f"{prefix}/hunnan/tunnel/{REFUSED}/{kind}" for kind in ("telemetry", "status")]
+        assert report["applied"]
+        assert report["subscriptions"]["refused"] == [{"topic": t, "reason": "NOT_AUTHORIZED"} for t in topics]
+        warnings = [f"warning: the broker refused the subscription to {t} (NOT_AUTHORIZED): its messages reach no "
+                    "member; allow it (ACL) and reload" for t in topics]
+        assert report["lines"][-3:] == ["subscriptions: refused 2 topics", *warnings]
+        assert warnings[0] in process.log()
+        metrics = _scrape(http_port)
+        assert _metric(metrics, "citytelemetry_subscriptions_refused_total") == 2
+        assert _metric(metrics, "citytelemetry_mqtt_connected") == 1  # the connection stays, for every other device
+        assert process.terminate() == 0
+    finally:
+        process.stop_quietly()

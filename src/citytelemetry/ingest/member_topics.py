@@ -57,7 +57,8 @@ class TopicsOutcome:
         if not self.connected:
             return ["subscriptions: not connected now; the next connection subscribes to the new set"]
         done = [f"{label} {len(topics)} topics" for label, topics in
-                (("subscribed", self.subscribed), ("unsubscribed", self.unsubscribed)) if topics]
+                (("subscribed", self.subscribed), ("unsubscribed", self.unsubscribed), ("refused", self.refused))
+                if topics]
         out = [f"subscriptions: {', '.join(done) or 'unchanged'}"]
         out += [f"warning: the broker refused the subscription to {topic} ({code}): its messages reach no member; "
                 "allow it (ACL) and reload" for topic, code in self.refused]
