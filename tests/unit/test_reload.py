@@ -206,7 +206,7 @@ async def test_a_broken_file_changes_nothing_and_is_counted(tmp_path: Path) -> N
 async def test_the_file_watch_reloads_a_change_once_it_holds_still(tmp_path: Path) -> None:
     district = _district(tmp_path)
     pipeline = _pipeline(district)
-    reloader = pipeline._reloader  # the watch runs in Pipeline.run; here on its own
+    reloader = pipeline._parts.reloader  # the watch runs in Pipeline.run; here on its own
     assert reloader is not None
     watch = asyncio.create_task(reloader.watch(0.05))
     try:
@@ -271,7 +271,7 @@ def _swap_devices(district: Path, *, add: str | None = None, remove: str | None 
 async def test_a_reload_subscribes_an_added_device_and_unsubscribes_a_removed_one(tmp_path: Path) -> None:
     district = _district(tmp_path)
     pipeline = _partitioned(district)
-    topics = pipeline._topics
+    topics = pipeline._parts.topics
     assert topics is not None
     at_start = topics.filters
     assert len(at_start) == 2 * 1637  # member 1 of 1 owns every device
@@ -296,7 +296,7 @@ async def test_a_reload_subscribes_an_added_device_and_unsubscribes_a_removed_on
 async def test_a_member_subscribes_only_to_the_added_devices_it_owns(tmp_path: Path) -> None:
     district = _district(tmp_path)
     pipeline = _partitioned(district, "2/2")
-    topics = pipeline._topics
+    topics = pipeline._parts.topics
     assert topics is not None
     source = FakeSource()
     topics.attach(cast("BrokerSource", source), topics.filters)
@@ -314,7 +314,7 @@ async def test_a_member_subscribes_only_to_the_added_devices_it_owns(tmp_path: P
 async def test_a_refused_subscription_is_reported_counted_and_left_out_of_the_next_connect(tmp_path: Path) -> None:
     district = _district(tmp_path)
     pipeline = _partitioned(district)
-    topics = pipeline._topics
+    topics = pipeline._parts.topics
     assert topics is not None
     telemetry = _topics_of("tun-c999-gas1")[0]
     topics.attach(cast("BrokerSource", FakeSource(refuse=frozenset({telemetry}))), topics.filters)
@@ -336,7 +336,7 @@ async def test_a_refused_subscription_is_reported_counted_and_left_out_of_the_ne
 async def test_a_reload_while_disconnected_changes_the_set_the_next_connection_subscribes_to(tmp_path: Path) -> None:
     district = _district(tmp_path)
     pipeline = _partitioned(district)
-    topics = pipeline._topics
+    topics = pipeline._parts.topics
     assert topics is not None
     opened_with = topics.filters  # a connection being opened meanwhile subscribed to the old set
     _swap_devices(district, add="tun-c999-gas1")
