@@ -321,7 +321,7 @@ async def test_a_refused_subscription_is_reported_counted_and_left_out_of_the_ne
     _swap_devices(district, add="tun-c999-gas1")
     report = await pipeline.reload()
     assert report.lines()[-2:] == [
-        "subscriptions: subscribed 1 topics, refused 1 topics",
+        "subscriptions: subscribed 1 topic, refused 1 topic",
         (f"warning: the broker refused the subscription to {telemetry} (NOT_AUTHORIZED): its messages reach no "
          "member; allow it (ACL) and reload")]
     assert pipeline.stats.subscriptions_refused == 1

@@ -56,7 +56,7 @@ class TopicsOutcome:
     def lines(self) -> list[str]:
         if not self.connected:
             return ["subscriptions: not connected now; the next connection subscribes to the new set"]
-        done = [f"{label} {len(topics)} topics" for label, topics in
+        done = [f"{label} {len(topics)} topic{'' if len(topics) == 1 else 's'}" for label, topics in
                 (("subscribed", self.subscribed), ("unsubscribed", self.unsubscribed), ("refused", self.refused))
                 if topics]
         out = [f"subscriptions: {', '.join(done) or 'unchanged'}"]
