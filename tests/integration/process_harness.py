@@ -1,4 +1,9 @@
-"""Run ``citytelemetry run`` as a real process (to kill -9 it, SIGTERM it) and audit what landed."""
+"""Run ``citytelemetry run`` as a real process (to kill -9 it, SIGTERM it) and audit what landed.
+
+``broker`` and ``influx`` are private services a test may stop and start; a test module that wants them
+imports their fixtures from here (``from .process_harness import broker_fixture, influx_fixture``), and
+``pipeline_process`` builds a process on them.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,13 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from citytelemetry.profiles import Catalog
+from citytelemetry.services import ManagedService, definitions, free_port
 from tests.conftest import influx_query
 
 from .pipeline_harness import ROOT
@@ -103,3 +112,31 @@ def wait_for_audit(influx_url: str, database: str, catalog: Catalog, expected: C
         if found == expected or time.monotonic() > deadline:
             return found
         time.sleep(0.5)
+
+
+@pytest.fixture(name="broker")  # named apart from the fixture, so a test's ``broker`` argument shadows no import
+def broker_fixture(tmp_path: Path) -> Iterator[ManagedService]:
+    """A private mosquitto (persistence on) that a test may stop and start."""
+    with ManagedService(definitions.mosquitto(tmp_path / "services", free_port())) as service:
+        yield service
+
+
+@pytest.fixture(name="influx")
+def influx_fixture(tmp_path: Path) -> Iterator[ManagedService]:
+    """A private InfluxDB that a test may stop and start."""
+    with ManagedService(definitions.influxd(tmp_path / "services", free_port())) as service:
+        yield service
+
+
+def mqtt_url(service: ManagedService) -> str:
+    return f"mqtt://127.0.0.1:{service.spec.port}"
+
+
+def pipeline_process(tmp_path: Path, broker: ManagedService, influx: ManagedService, prefix: str, database: str, *,
+                     client_id: str, **extra: str) -> PipelineProcess:
+    """A process on ``broker`` and ``influx`` with its own spool and log under ``tmp_path`` and its /metrics on
+    a free port (unless ``http__port`` is given): the tests read them to know when to inject a fault."""
+    extra.setdefault("http__port", str(free_port()))
+    return PipelineProcess(mqtt_url=mqtt_url(broker), influx_url=influx.url, database=database, prefix=prefix,
+                           client_id=client_id, spool_dir=tmp_path / f"spool-{client_id}",
+                           log_file=tmp_path / f"{client_id}.log", **extra)

@@ -12,18 +12,24 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from simulators.district import DistrictSimulator, Pacing, Progress, Summary, publish
 
 from citytelemetry.profiles import Catalog
-from citytelemetry.services import ManagedService, definitions, free_port
+from citytelemetry.services import ManagedService
 from citytelemetry.testing import wait_until_sync
 
 from .pipeline_harness import shipped_catalog
-from .process_harness import PipelineProcess, wait_for_audit
+from .process_harness import (  # noqa: F401 - the fixtures "broker" and "influx"
+    PipelineProcess,
+    broker_fixture,
+    influx_fixture,
+    mqtt_url,
+    pipeline_process,
+    wait_for_audit,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -34,24 +40,6 @@ MESSAGES = 2400  # six seconds of traffic
 @pytest.fixture(scope="module")
 def catalog() -> Catalog:
     return shipped_catalog()
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[ManagedService]:
-    """A private mosquitto (persistence on) that a test may restart."""
-    with ManagedService(definitions.mosquitto(tmp_path / "services", free_port())) as service:
-        yield service
-
-
-@pytest.fixture
-def influx(tmp_path: Path) -> Iterator[ManagedService]:
-    """A private InfluxDB that a test may stop and start."""
-    with ManagedService(definitions.influxd(tmp_path / "services", free_port())) as service:
-        yield service
-
-
-def mqtt_url(service: ManagedService) -> str:
-    return f"mqtt://127.0.0.1:{service.spec.port}"
 
 
 def simulation(catalog: Catalog, prefix: str, messages: int = MESSAGES, rate: float = RATE) -> DistrictSimulator:
@@ -98,10 +86,7 @@ class Publisher:
 
 def pipeline(tmp_path: Path, broker: ManagedService, influx: ManagedService, prefix: str, database: str, *,
              client_id: str = "ct-fault-1", **extra: str) -> PipelineProcess:
-    extra.setdefault("http__port", str(free_port()))  # its /metrics tell the tests when to inject a fault
-    return PipelineProcess(mqtt_url=mqtt_url(broker), influx_url=influx.url, database=database, prefix=prefix,
-                           client_id=client_id, spool_dir=tmp_path / f"spool-{client_id}",
-                           log_file=tmp_path / f"{client_id}.log", **extra)
+    return pipeline_process(tmp_path, broker, influx, prefix, database, client_id=client_id, **extra)
 
 
 def wait_metric(process: PipelineProcess, name: str, at_least: float, timeout_s: float = 30) -> float:

@@ -7,31 +7,23 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from simulators.district import DistrictSimulator, Pacing, publish
 
-from citytelemetry.services import ManagedService, definitions, free_port
+from citytelemetry.services import ManagedService, free_port
 
 from .pipeline_harness import shipped_catalog
-from .process_harness import PipelineProcess
+from .process_harness import (  # noqa: F401 - the fixtures "broker" and "influx"
+    broker_fixture,
+    influx_fixture,
+    mqtt_url,
+    pipeline_process,
+)
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[ManagedService]:
-    with ManagedService(definitions.mosquitto(tmp_path / "services", free_port())) as service:
-        yield service
-
-
-@pytest.fixture
-def influx(tmp_path: Path) -> Iterator[ManagedService]:
-    with ManagedService(definitions.influxd(tmp_path / "services", free_port())) as service:
-        yield service
 
 
 def probe(port: int, path: str) -> tuple[int, dict[str, Any]]:
@@ -55,11 +47,10 @@ def wait_for_status(port: int, path: str, code: int, status: str, timeout_s: flo
 
 def test_ready_and_live_through_an_influxdb_outage_a_full_spool_and_a_broker_outage(
         tmp_path: Path, broker: ManagedService, influx: ManagedService) -> None:
-    http_port, url = free_port(), f"mqtt://127.0.0.1:{broker.spec.port}"
-    process = PipelineProcess(mqtt_url=url, influx_url=influx.url, database="health", prefix="health",
-                              client_id="ct-health-1", spool_dir=tmp_path / "spool", log_file=tmp_path / "run.log",
-                              pipeline__spool_max_bytes=str(1024 * 1024), pipeline__spool_memory_lines="100",
-                              http__port=str(http_port))
+    http_port, url = free_port(), mqtt_url(broker)
+    process = pipeline_process(tmp_path, broker, influx, "health", "health", client_id="ct-health-1",
+                               pipeline__spool_max_bytes=str(1024 * 1024), pipeline__spool_memory_lines="100",
+                               http__port=str(http_port))
     process.start()
     catalog = shipped_catalog()
     try:

@@ -6,7 +6,7 @@ import asyncio
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -17,6 +17,9 @@ from citytelemetry.alerts.model import Alert
 from citytelemetry.alerts.rulefiles import load_rule_files
 from citytelemetry.config import AlertSettings, HttpSettings, PipelineSettings, Settings
 from citytelemetry.contracts import InboundMessage
+from citytelemetry.ingest.broker import BrokerSource
+from citytelemetry.ingest.member_topics import TopicChange, topic_change
+from citytelemetry.ingest.partition import Partition
 from citytelemetry.profiles import Catalog, load_catalog
 from citytelemetry.profiles.diff import diff_catalogs
 from citytelemetry.records import Reading
@@ -203,7 +206,7 @@ async def test_a_broken_file_changes_nothing_and_is_counted(tmp_path: Path) -> N
 async def test_the_file_watch_reloads_a_change_once_it_holds_still(tmp_path: Path) -> None:
     district = _district(tmp_path)
     pipeline = _pipeline(district)
-    reloader = pipeline._reloader  # the watch runs in Pipeline.run; here on its own
+    reloader = pipeline._parts.reloader  # the watch runs in Pipeline.run; here on its own
     assert reloader is not None
     watch = asyncio.create_task(reloader.watch(0.05))
     try:
@@ -219,3 +222,129 @@ async def test_the_file_watch_reloads_a_change_once_it_holds_still(tmp_path: Pat
     finally:
         watch.cancel()
         await asyncio.gather(watch, return_exceptions=True)
+
+
+# -- a partitioned member's subscriptions follow the inventory (ingest/member_topics.py) ------------------
+def test_the_topic_change_subscribes_what_is_new_and_unsubscribes_what_is_gone() -> None:
+    assert topic_change(["a", "b", "c"], ["b", "d", "a", "e"]) == TopicChange(("d", "e"), ("c",))
+    assert topic_change(["a"], ["a"]).empty
+
+
+class FakeSource:
+    """The two calls ``MemberTopics.follow`` makes, recorded; ``refuse`` answers as an ACL would."""
+
+    def __init__(self, refuse: frozenset[str] = frozenset()) -> None:
+        self.requests: list[tuple[str, list[str]]] = []
+        self.refuse = refuse
+
+    async def subscribe(self, topic_filters: list[str], *, timeout_s: float | None = None) -> list[tuple[str, str]]:
+        assert timeout_s is not None  # a live request is bounded
+        self.requests.append(("subscribe", topic_filters))
+        return [(f, "NOT_AUTHORIZED") for f in topic_filters if f in self.refuse]
+
+    async def unsubscribe(self, topic_filters: list[str], *, timeout_s: float | None = None) -> list[tuple[str, str]]:
+        assert timeout_s is not None
+        self.requests.append(("unsubscribe", topic_filters))
+        return []
+
+
+def _topics_of(device: str, prefix: str = "ct/v1") -> list[str]:
+    return [f"{prefix}/hunnan/tunnel/{device}/telemetry", f"{prefix}/hunnan/tunnel/{device}/status"]
+
+
+def _partitioned(district: Path, spec: str = "1/1") -> Pipeline:
+    settings = Settings(http=HttpSettings(port=0), pipeline=PipelineSettings(
+        spool_dir=None, profiles_dir=district / "types", inventory_dir=district / "inventory", partition=spec))
+    return build_pipeline(settings, _load(district))
+
+
+def _swap_devices(district: Path, *, add: str | None = None, remove: str | None = None) -> None:
+    def change(data: dict[str, Any]) -> None:
+        data["devices"] = [d for d in data["devices"] if d["id"] != remove]
+        if add is not None:
+            data["devices"].append({"id": add, "type": "tunnel_multigas",
+                                    "location": {"cabin": "gas", "compartment": "c999", "km": "31.9"}})
+
+    _edit(district / "inventory" / "tunnel.yaml", change)
+
+
+async def test_a_reload_subscribes_an_added_device_and_unsubscribes_a_removed_one(tmp_path: Path) -> None:
+    district = _district(tmp_path)
+    pipeline = _partitioned(district)
+    topics = pipeline._parts.topics
+    assert topics is not None
+    at_start = topics.filters
+    assert len(at_start) == 2 * 1637  # member 1 of 1 owns every device
+    source = FakeSource()
+    topics.attach(cast("BrokerSource", source), at_start)
+    _swap_devices(district, add="tun-c999-gas1", remove="tun-c002-gas1")
+    report = await pipeline.reload()
+    assert source.requests == [("subscribe", _topics_of("tun-c999-gas1")),
+                               ("unsubscribe", sorted(_topics_of("tun-c002-gas1")))]
+    assert report.lines()[-1] == "subscriptions: subscribed 2 topics, unsubscribed 2 topics"
+    assert report.as_json()["subscriptions"] == {
+        "subscribed": _topics_of("tun-c999-gas1"), "unsubscribed": sorted(_topics_of("tun-c002-gas1")),
+        "refused": [], "connected": True, "error": None}
+    # the next (re)connect: the new set, and a resumed session drops the removed device's topics too
+    assert topics.filters == [t for t in at_start if "tun-c002-gas1" not in t] + _topics_of("tun-c999-gas1")
+    assert set(_topics_of("tun-c002-gas1")) <= set(topics.unsubscribe)
+    assert not topics.behind
+    assert (await pipeline.reload()).lines()[-1] == "subscriptions: unchanged"
+    assert len(source.requests) == 2
+
+
+async def test_a_member_subscribes_only_to_the_added_devices_it_owns(tmp_path: Path) -> None:
+    district = _district(tmp_path)
+    pipeline = _partitioned(district, "2/2")
+    topics = pipeline._parts.topics
+    assert topics is not None
+    source = FakeSource()
+    topics.attach(cast("BrokerSource", source), topics.filters)
+    member = Partition.parse("2/2")
+    candidates = [f"tun-c{n}-gas1" for n in range(900, 1000)]  # not in the inventory
+    mine = next(d for d in candidates if member.owns(d))
+    theirs = next(d for d in candidates if not member.owns(d))
+    _swap_devices(district, add=mine)
+    _swap_devices(district, add=theirs)
+    await pipeline.reload()
+    assert source.requests == [("subscribe", _topics_of(mine))]
+    assert set(_topics_of(theirs)) <= set(topics.unsubscribe)  # another member's: dropped if a session holds it
+
+
+async def test_a_refused_subscription_is_reported_counted_and_left_out_of_the_next_connect(tmp_path: Path) -> None:
+    district = _district(tmp_path)
+    pipeline = _partitioned(district)
+    topics = pipeline._parts.topics
+    assert topics is not None
+    telemetry = _topics_of("tun-c999-gas1")[0]
+    topics.attach(cast("BrokerSource", FakeSource(refuse=frozenset({telemetry}))), topics.filters)
+    _swap_devices(district, add="tun-c999-gas1")
+    report = await pipeline.reload()
+    assert report.lines()[-2:] == [
+        "subscriptions: subscribed 1 topic, refused 1 topic",
+        (f"warning: the broker refused the subscription to {telemetry} (NOT_AUTHORIZED): its messages reach no "
+         "member; allow it (ACL) and reload")]
+    assert pipeline.stats.subscriptions_refused == 1
+    assert telemetry not in topics.filters  # or every reconnect would fail on it
+    assert _topics_of("tun-c999-gas1")[1] in topics.filters
+    again = FakeSource()
+    topics.attach(cast("BrokerSource", again), topics.filters)
+    await pipeline.reload()  # nothing changed on disk: the refused topic is asked for again
+    assert again.requests == [("subscribe", [telemetry])]
+
+
+async def test_a_reload_while_disconnected_changes_the_set_the_next_connection_subscribes_to(tmp_path: Path) -> None:
+    district = _district(tmp_path)
+    pipeline = _partitioned(district)
+    topics = pipeline._parts.topics
+    assert topics is not None
+    opened_with = topics.filters  # a connection being opened meanwhile subscribed to the old set
+    _swap_devices(district, add="tun-c999-gas1")
+    report = await pipeline.reload()
+    assert report.lines()[-1] == "subscriptions: not connected now; the next connection subscribes to the new set"
+    assert topics.filters[-2:] == _topics_of("tun-c999-gas1")
+    source = FakeSource()
+    topics.attach(cast("BrokerSource", source), opened_with)
+    assert topics.behind  # Pipeline._consume catches up beside the pump
+    assert (await topics.follow()).subscribed == tuple(_topics_of("tun-c999-gas1"))
+    assert source.requests == [("subscribe", _topics_of("tun-c999-gas1"))]

@@ -62,6 +62,12 @@ class BrokerSource(MessageSource, Protocol):
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1, timeout_s: float = 5.0) -> None:
         """Publish and, for QoS 1, wait for the broker's PUBACK; raises ``BrokerError``."""
 
+    async def subscribe(self, topic_filters: list[str], *, timeout_s: float | None = None) -> list[tuple[str, str]]:
+        """Subscribe (QoS 1) on the open connection; returns the refused filters and the broker's reason."""
+
+    async def unsubscribe(self, topic_filters: list[str], *, timeout_s: float | None = None) -> list[tuple[str, str]]:
+        """Unsubscribe on the open connection; returns the refused filters and the broker's reason."""
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -8,7 +8,8 @@ encoding and decoding stay the codec's; this module keeps only the session, whic
 let us control anyway (manual acks reach into paho):
 
 - CONNECT with ``clean_start=False``, a session expiry and our receive maximum; CONNACK checked.
-- SUBSCRIBE at QoS 1, SUBACK checked filter by filter.
+- SUBSCRIBE at QoS 1, SUBACK checked filter by filter; ``subscribe``/``unsubscribe`` change the set on
+  the open connection (a partitioned member after a reload: ``ingest.member``).
 - QoS 1 PUBLISH in; PUBACKs only when settled, in receive order (``AckTracker``), coalesced into one
   socket write per event-loop turn.
 - Back-pressure: socket reads pause while ``receive_maximum`` messages wait to be consumed, so memory is
@@ -364,34 +365,61 @@ class Mqtt5Source:
 
     async def _subscribe(self) -> None:
         # Subscribe first, unsubscribe after: in between, a message matches one or the other and queues.
-        for wanted in partition.batches(self._filters):
-            await self._subscribe_batch(wanted)
+        refused = await self.subscribe(self._filters)
+        if refused:  # at connect a refusal is fatal to this attempt: the member would miss those devices
+            topic_filter, code = refused[0]
+            raise BrokerError(f"subscription to {topic_filter!r} refused: {code}")
         if self.session_present:
-            for unwanted in partition.batches(self._unsubscribe):
-                await self._unsubscribe_batch(unwanted)
+            await self.unsubscribe(self._unsubscribe)
 
-    async def _unsubscribe_batch(self, unwanted: list[str]) -> None:
-        await self._request(lambda pid: mqtt5.UnsubscribePacket(pid, unwanted).write(),
-                            lambda pid: mqtt311.unsubscribe(pid, unwanted))
+    async def subscribe(self, topic_filters: list[str], *, timeout_s: float | None = None) -> list[tuple[str, str]]:
+        """SUBSCRIBE at QoS 1, ``partition.FILTERS_PER_SUBSCRIBE`` filters a packet; returns the filters the
+        broker refused with its reason code's name (an ACL says ``NOT_AUTHORIZED``), for the caller to
+        report. ``BrokerError`` when the connection is lost or no SUBACK comes within ``timeout_s``."""
+        refused: list[tuple[str, str]] = []
+        for wanted in partition.batches(topic_filters):
+            refused += await self._subscribe_batch(wanted, timeout_s)
+        return refused
 
-    async def _request(self, v5: Callable[[int], bytes], v311: Callable[[int], bytes]) -> mqtt5.Packet:
+    async def unsubscribe(self, topic_filters: list[str], *, timeout_s: float | None = None) -> list[tuple[str, str]]:
+        """UNSUBSCRIBE in batches; returns the filters an MQTT 5 broker refused with its reason (3.1.1 has none)."""
+        refused: list[tuple[str, str]] = []
+        for unwanted in partition.batches(topic_filters):
+            refused += await self._unsubscribe_batch(unwanted, timeout_s)
+        return refused
+
+    async def _unsubscribe_batch(self, unwanted: list[str], timeout_s: float | None) -> list[tuple[str, str]]:
+        unsuback = await self._request(lambda pid: mqtt5.UnsubscribePacket(pid, unwanted).write(),
+                                       lambda pid: mqtt311.unsubscribe(pid, unwanted), timeout_s)
+        if not isinstance(unsuback, mqtt5.UnsubAckPacket):
+            raise BrokerError(f"the broker answered UNSUBSCRIBE with {type(unsuback).__name__}")
+        # 0x11 (no subscription existed) is no failure; a 3.1.1 UNSUBACK carries no codes at all
+        return [(f, code.name) for f, code in zip(unwanted, unsuback.reason_codes, strict=False)
+                if code.value >= FAILURE]
+
+    async def _request(self, v5: Callable[[int], bytes], v311: Callable[[int], bytes],
+                       timeout_s: float | None = None) -> mqtt5.Packet:
         """Send the packet built for this connection's version with a fresh packet id; await the reply."""
         session = self._session()
         packet_id = self._packet_id(session)
         reply: asyncio.Future[mqtt5.Packet] = asyncio.get_running_loop().create_future()
         session.replies[packet_id] = reply
         session.send(v5(packet_id) if session.version == V5 else v311(packet_id))
-        return await reply
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await reply
+        except TimeoutError as err:
+            session.replies.pop(packet_id, None)
+            raise BrokerError(f"no answer from the broker to packet {packet_id} within {timeout_s:g} s") from err
 
-    async def _subscribe_batch(self, wanted: list[str]) -> None:
+    async def _subscribe_batch(self, wanted: list[str], timeout_s: float | None) -> list[tuple[str, str]]:
         topic_filters = [mqtt5.TopicFilter(f, max_qos=mqtt5.QoS.AT_LEAST_ONCE) for f in wanted]
         suback = await self._request(lambda pid: mqtt5.SubscribePacket(pid, topic_filters).write(),
-                                     lambda pid: mqtt311.subscribe(pid, wanted))
+                                     lambda pid: mqtt311.subscribe(pid, wanted), timeout_s)
         if not isinstance(suback, mqtt5.SubAckPacket):
             raise BrokerError(f"the broker answered SUBSCRIBE with {type(suback).__name__}")
-        for topic_filter, code in zip(wanted, suback.reason_codes, strict=True):
-            if code.value >= FAILURE:
-                raise BrokerError(f"subscription to {topic_filter!r} refused: {code.name}")
+        return [(topic_filter, code.name) for topic_filter, code in zip(wanted, suback.reason_codes, strict=True)
+                if code.value >= FAILURE]
 
     async def _keep_alive(self, session: _SessionProtocol, interval_s: int) -> None:
         ping = mqtt5.PingReqPacket().write()

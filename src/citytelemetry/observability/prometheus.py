@@ -61,6 +61,9 @@ class PipelineCollector(Collector):
         reloads.add_metric(["applied"], s.reloads_applied)
         reloads.add_metric(["refused"], s.reloads_refused)
         yield reloads
+        yield CounterMetricFamily("citytelemetry_subscriptions_refused",
+                                  "topics the broker refused when a reload changed a partitioned member's topics",
+                                  value=s.subscriptions_refused)
         yield GaugeMetricFamily("citytelemetry_catalog_devices", "devices in the running inventory",
                                 value=s.catalog_devices)
         yield CounterMetricFamily("citytelemetry_mqtt_session_takeovers",

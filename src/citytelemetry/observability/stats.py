@@ -38,5 +38,6 @@ class PipelineStats:
     alerts: Callable[[], AlertCounters] | None = None  # the alert evaluator's counters, when alerts are on
     reloads_applied: int = 0  # SIGHUP / POST /-/reload that swapped in new profiles, inventory, rules
     reloads_refused: int = 0  # ... that found a problem and changed nothing
+    subscriptions_refused: int = 0  # topics a partitioned member's live (UN)SUBSCRIBE had refused (reload)
     catalog_devices: int = 0  # devices in the inventory the pipeline runs against now
     gc: GcPauses | None = None  # garbage-collector pauses, when the process measures them (citytelemetry run)

@@ -10,7 +10,7 @@ from citytelemetry.contracts import AlertEvaluator, EmitLines, LineWriter, Sink
 from citytelemetry.deadletters import DeadLetterBudget
 from citytelemetry.deadletters.outlet import DeadLetterOutlet
 from citytelemetry.deadletters.store import DeadLetterStore
-from citytelemetry.ingest.partition import subscription
+from citytelemetry.ingest.member_topics import MemberTopics
 from citytelemetry.observability.completeness import CompletenessTracker
 from citytelemetry.observability.stats import PipelineStats
 from citytelemetry.profiles import Catalog
@@ -95,15 +95,17 @@ def build_pipeline(settings: Settings, catalog: Catalog, *, writer: LineWriter |
     checkpointer = None if p.checkpoint_file is None else Checkpointer(
         p.checkpoint_file, p.checkpoint_interval_s, known=catalog.devices.keys(), sequences=validator.sequences,
         completeness=completeness, rate=rate_limit, pending=handler.pending)
+    topics = None if p.partition is None else MemberTopics(p.partition, settings.mqtt.topic_prefix,
+                                                           catalog.devices.values())
     reloader = Reloader(settings, ReloadParts(
         catalog=catalog, handler=handler, validator=validator, rate_limit=rate_limit, completeness=completeness,
-        make_validator=make_validator, evaluator=_reloadable(evaluator)), stats, reread_settings=reread_settings)
+        make_validator=make_validator, evaluator=_reloadable(evaluator), topics=topics), stats,
+        reread_settings=reread_settings)
     return Pipeline(settings, PipelineParts(
         catalog=catalog, stats=stats, handler=handler, sink=sink, writer=writer, spool=spool,
         deadletter_store=store,
         completeness=completeness, notices=notices, reporter=reporter, evaluator=evaluator, reloader=reloader,
-        rollups=rollups, checkpointer=checkpointer, subscription=None if p.partition is None else subscription(
-            p.partition, catalog.devices.values(), settings.mqtt.topic_prefix)))
+        rollups=rollups, checkpointer=checkpointer, topics=topics))
 
 
 def _reloadable(evaluator: AlertEvaluator | None) -> AlertEngine | None:

@@ -19,7 +19,7 @@ from citytelemetry.contracts import AlertEvaluator, InboundMessage, LineWriter, 
 from citytelemetry.deadletters.store import DeadLetterStore
 from citytelemetry.ingest.broker import BrokerError, BrokerSource
 from citytelemetry.ingest.factory import open_source
-from citytelemetry.ingest.partition import Subscription
+from citytelemetry.ingest.member_topics import MemberTopics
 from citytelemetry.ingest.watch import ConnectionWatch
 from citytelemetry.observability.completeness import CompletenessTracker
 from citytelemetry.observability.http import start_http
@@ -56,29 +56,53 @@ class PipelineParts:
     reloader: Reloader | None = None
     rollups: RollupTask | None = None  # storage: keeps the rollup tiers up to date (docs/storage.md)
     checkpointer: Checkpointer | None = None
-    subscription: Subscription | None = None  # a partitioned member's topics; None: the wildcards
+    topics: MemberTopics | None = None  # a partitioned member's topics (reloads change them); None: the wildcards
 
 
 class Pipeline:
     def __init__(self, settings: Settings, parts: PipelineParts) -> None:
         self.settings = settings
-        self._catalog = parts.catalog
-        self.stats = parts.stats
-        self.handler = parts.handler
-        self.sink = parts.sink
-        self.spool = parts.spool
-        self.deadletter_store = parts.deadletter_store
-        self.completeness = parts.completeness
-        self.evaluator = parts.evaluator
-        self.rollups = parts.rollups
-        self._writer = parts.writer
-        self._notices = parts.notices
-        self._reporter = parts.reporter
-        self._reloader = parts.reloader
+        self._parts = parts  # what run.build wired; the pipeline runs them and never replaces one
         self._reloads: set[asyncio.Task[ReloadReport]] = set()
-        self.checkpointer = parts.checkpointer
-        self._subscription = parts.subscription
+        self._catching_up: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
+
+    # The parts that tests, benches and the CLI read; read-only, as the pipeline never replaces a part.
+    @property
+    def stats(self) -> PipelineStats:
+        return self._parts.stats
+
+    @property
+    def handler(self) -> MessageHandler:
+        return self._parts.handler
+
+    @property
+    def sink(self) -> Sink:
+        return self._parts.sink
+
+    @property
+    def spool(self) -> Spool | None:
+        return self._parts.spool
+
+    @property
+    def deadletter_store(self) -> DeadLetterStore | None:
+        return self._parts.deadletter_store
+
+    @property
+    def completeness(self) -> CompletenessTracker:
+        return self._parts.completeness
+
+    @property
+    def evaluator(self) -> AlertEvaluator | None:
+        return self._parts.evaluator
+
+    @property
+    def rollups(self) -> RollupTask | None:
+        return self._parts.rollups
+
+    @property
+    def checkpointer(self) -> Checkpointer | None:
+        return self._parts.checkpointer
 
     def stop(self) -> None:
         self._stop.set()
@@ -86,14 +110,14 @@ class Pipeline:
     @property
     def catalog(self) -> Catalog:
         """The catalog running now (a reload replaces it)."""
-        return self._reloader.catalog if self._reloader is not None else self._catalog
+        return self._parts.reloader.catalog if self._parts.reloader is not None else self._parts.catalog
 
     # -- reload (run/reload.py) ------------------------------------------------------------------
     async def reload(self) -> ReloadReport:
         """Profiles, inventory and alert rules anew, all or nothing (SIGHUP, POST /-/reload)."""
-        if self._reloader is None:
+        if self._parts.reloader is None:
             return ReloadReport(applied=False, problems=("this pipeline was built without a reloader",))
-        return await self._reloader.reload()
+        return await self._parts.reloader.reload()
 
     def request_reload(self) -> None:
         """The SIGHUP handler: reload in a task of its own; the report goes to the log."""
@@ -114,7 +138,7 @@ class Pipeline:
         if self.settings.http.port:
             routes = [self.evaluator.add_routes] if self.evaluator is not None else []
             runner = await start_http(self.stats, self.settings.http.host, self.settings.http.port,
-                                      reload=self._reload_for_http if self._reloader is not None else None,
+                                      reload=self._reload_for_http if self._parts.reloader is not None else None,
                                       routes=routes)
         flush = asyncio.create_task(self.sink.run(), name="sink-flush")
         helpers = self._start_helpers()
@@ -128,7 +152,7 @@ class Pipeline:
             await asyncio.gather(*helpers, return_exceptions=True)
             if self.evaluator is not None:
                 await self.evaluator.aclose()
-            self._reporter.final()
+            self._parts.reporter.final()
             await self._final_flush(flush)
             if self.checkpointer is not None:  # after the final flush: what is acknowledged now
                 await self.checkpointer.save()
@@ -149,12 +173,12 @@ class Pipeline:
             self.rollups.open(self.settings.storage.recompute_windows)
 
     def _start_helpers(self) -> list[asyncio.Task[None]]:
-        helpers = [asyncio.create_task(self._reporter.run(), name="self-metrics"),
-                   asyncio.create_task(self._notices.run(), name="deadletter-notices")]
+        helpers = [asyncio.create_task(self._parts.reporter.run(), name="self-metrics"),
+                   asyncio.create_task(self._parts.notices.run(), name="deadletter-notices")]
         if self.evaluator is not None:
             helpers.append(asyncio.create_task(self.evaluator.run(), name="alert-evaluator"))
-        if self._reloader is not None and self.settings.pipeline.reload_watch_s > 0:
-            helpers.append(asyncio.create_task(self._reloader.watch(self.settings.pipeline.reload_watch_s),
+        if self._parts.reloader is not None and self.settings.pipeline.reload_watch_s > 0:
+            helpers.append(asyncio.create_task(self._parts.reloader.watch(self.settings.pipeline.reload_watch_s),
                                                name="reload-watch"))
         if self.rollups is not None:
             helpers.append(asyncio.create_task(self.rollups.run(), name="rollups"))
@@ -166,7 +190,7 @@ class Pipeline:
         """After the final flush: the rollups keep their marks for the next start."""
         if self.rollups is not None:
             await self.rollups.aclose()
-        await self._writer.aclose()
+        await self._parts.writer.aclose()
         if self.deadletter_store is not None:
             self.deadletter_store.close()
 
@@ -185,7 +209,7 @@ class Pipeline:
 
     async def _prepare_store(self) -> None:
         try:
-            await self._writer.prepare()
+            await self._parts.writer.prepare()
         except Exception as exc:  # noqa: BLE001 - writes retry (and create the database) later; say so now
             log.warning("could not prepare InfluxDB database %r yet: %s", self.settings.influx.database, exc)
 
@@ -195,10 +219,13 @@ class Pipeline:
         attempt = 0
         while not self._stop.is_set():
             try:
-                sub = self._subscription
-                async with open_source(self.settings.mqtt, topic_filters=sub.filters if sub else None,
-                                       unsubscribe=sub.unsubscribe if sub else None) as source:
+                topics = self._parts.topics
+                wanted = topics.filters if topics else None
+                async with open_source(self.settings.mqtt, topic_filters=wanted,
+                                       unsubscribe=topics.unsubscribe if topics else None) as source:
                     self._attach(source)
+                    if topics is not None and wanted is not None:
+                        self._follow_topics(topics, source, wanted)
                     watch.connected()
                     attempt = 0
                     await self._pump_until_stopped(source)
@@ -218,8 +245,25 @@ class Pipeline:
             finally:
                 self._attach(None)
 
+    def _follow_topics(self, topics: MemberTopics, source: BrokerSource, subscribed: list[str]) -> None:
+        """A reload that applied while this connection was being opened changed the set it subscribed to:
+        catch up beside the pump (whose reading lets the SUBACK in)."""
+        topics.attach(source, subscribed)
+        if topics.behind:
+            task = asyncio.create_task(self._catch_up(topics), name="mqtt-topics")
+            self._catching_up.add(task)
+            task.add_done_callback(self._catching_up.discard)
+
+    async def _catch_up(self, topics: MemberTopics) -> None:
+        outcome = await topics.follow()
+        self.stats.subscriptions_refused += len(outcome.refused)
+        log.log(logging.WARNING if outcome.refused or outcome.error else logging.INFO, "reload, after connecting: %s",
+                "\n".join(outcome.lines()))
+
     def _attach(self, source: BrokerSource | None) -> None:
-        self.handler.source = self._notices.source = source
+        if source is None and self._parts.topics is not None:
+            self._parts.topics.detach()
+        self.handler.source = self._parts.notices.source = source
         if source is not None and self.checkpointer is not None:
             source.before_write = self.checkpointer.journal.flush
         self.stats.mqtt_connected = source is not None
@@ -243,7 +287,7 @@ class Pipeline:
         try:
             async with asyncio.timeout(self.settings.pipeline.shutdown_timeout_s):
                 await self.sink.wait_settled()
-                await self._notices.join()  # the live dead-letter feed goes out before we disconnect
+                await self._parts.notices.join()  # the live dead-letter feed goes out before we disconnect
         except TimeoutError:
             log.error(  # noqa: TRY400 - a timeout's traceback says nothing
                 "shutdown: InfluxDB did not take %d lines in time; unacknowledged messages stay with the broker",
@@ -272,15 +316,18 @@ class Pipeline:
     def handle_nowait(self, message: InboundMessage) -> Coroutine[None, None, None] | None:
         """Hand one message's lines to the sink; returns what to await only when the sink is full (the
         pump then waits, so the broker holds the backlog). A coroutine per message cost ~2 us (W1)."""
-        lines, on_durable = self.handler(message)
-        if self.sink.full():
+        parts = self._parts  # per message: plain slot reads, not the properties
+        lines, on_durable = parts.handler(message)
+        sink = parts.sink
+        if sink.full():
             return self._put_when_room(lines, on_durable)
-        self.sink.put_nowait(lines, on_durable)
-        if self.rollups is not None:
-            self.rollups.windows.commit()  # the sink has these lines: their windows may be computed
+        sink.put_nowait(lines, on_durable)
+        if parts.rollups is not None:
+            parts.rollups.windows.commit()  # the sink has these lines: their windows may be computed
         return None
 
     async def _put_when_room(self, lines: Sequence[bytes], on_durable: OnDurable) -> None:
-        await self.sink.put(lines, on_durable)
-        if self.rollups is not None:
-            self.rollups.windows.commit()
+        parts = self._parts
+        await parts.sink.put(lines, on_durable)
+        if parts.rollups is not None:
+            parts.rollups.windows.commit()

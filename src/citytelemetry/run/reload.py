@@ -10,7 +10,11 @@ is one synchronous step on the event loop, so it falls between two messages:
 - per-device state (sequence window, rate-limit bucket, completeness counts) of every device that
   remains is kept; a changed reporting interval applies to the device's next reading;
 - a changed threshold applies to the next reading; open alerts of rules that remain stay open (with
-  the new levels), a firing alert whose rule or device is gone is resolved.
+  the new levels), a firing alert whose rule or device is gone is resolved;
+- a partitioned member (``pipeline.partition``) then subscribes, on the open connection, to the topics
+  of the devices added that it owns and unsubscribes those of the devices removed; every later
+  reconnect uses the new set (``ingest.member_topics``). A topic the broker refuses is named in the
+  report and counted (``citytelemetry_subscriptions_refused_total``).
 
 Only those files are read again. Every setting (the TOML file, ``CITYTELEMETRY_*``) keeps the value
 it had at start, including which directories are read: a setting changed in the file since is named
@@ -23,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +35,8 @@ from pydantic import BaseModel
 
 from citytelemetry.alerts.rulefiles import AlertRuleError, load_rule_files
 from citytelemetry.config import ConfigError, Settings
+from citytelemetry.ingest.member_topics import MemberTopics, TopicsOutcome
+from citytelemetry.ingest.partition import Subscription
 from citytelemetry.observability.completeness import CompletenessTracker
 from citytelemetry.observability.stats import PipelineStats
 from citytelemetry.profiles import Catalog, ProfileError, load_catalog
@@ -57,6 +63,7 @@ class ReloadReport:
     rules_reloaded: bool = False  # False: no alert engine runs (alerts.enabled = false)
     restart_needed: tuple[str, ...] = ()  # settings changed since start: not applied until a restart
     warnings: tuple[str, ...] = ()
+    subscriptions: TopicsOutcome | None = None  # a partitioned member's topics on the open connection
 
     def lines(self) -> list[str]:
         if not self.applied:
@@ -71,6 +78,8 @@ class ReloadReport:
             out.append("alert rules: not read (alerting is off)")
         if self.restart_needed:
             out.append("settings changed since start, not applied until a restart: " + ", ".join(self.restart_needed))
+        if self.subscriptions is not None:
+            out += self.subscriptions.lines()
         out += self.warnings
         return out
 
@@ -86,6 +95,7 @@ class ReloadReport:
                       "changed": list(self.rules_changed)},
             "rules_reloaded": self.rules_reloaded, "restart_needed": list(self.restart_needed),
             "warnings": list(self.warnings),
+            "subscriptions": self.subscriptions.as_json() if self.subscriptions is not None else None,
         }
 
 
@@ -96,6 +106,7 @@ class _Prepared:
     rates: dict[str, float]
     report: ReloadReport
     swap_rules: Callable[[], None] | None = None
+    subscription: Subscription | None = None  # a partitioned member's topics for the new inventory
 
 
 @dataclass(slots=True)
@@ -109,6 +120,7 @@ class ReloadParts:
     completeness: CompletenessTracker
     make_validator: Callable[[Catalog], MessageValidator]
     evaluator: AlertEngine | None = None  # when alerts are on
+    topics: MemberTopics | None = None  # a partitioned member's subscriptions
 
 
 def _flat(model: BaseModel) -> dict[str, Any]:
@@ -182,8 +194,20 @@ class Reloader:
             self._apply(prepared)
             self._stats.reloads_applied += 1
             self._stats.catalog_devices = len(prepared.catalog.devices)
-            log.info("%s", "\n".join(prepared.report.lines()))
-            return prepared.report
+            report = await self._follow_topics(prepared.report)
+            log.log(logging.WARNING if report.subscriptions and report.subscriptions.refused else logging.INFO,
+                    "%s", "\n".join(report.lines()))
+            return report
+
+    async def _follow_topics(self, report: ReloadReport) -> ReloadReport:
+        """After the swap: the open connection subscribes to the new set (network round trips, so not in
+        the swap's one step; messages of a new device that come first are refused as before)."""
+        topics = self._parts.topics
+        if topics is None:
+            return report
+        outcome = await topics.follow()
+        self._stats.subscriptions_refused += len(outcome.refused)
+        return replace(report, subscriptions=outcome)
 
     def _refused(self, problems: tuple[str, ...]) -> ReloadReport:
         self._stats.reloads_refused += 1
@@ -205,7 +229,8 @@ class Reloader:
                               rules_removed=tuple(removed), rules_changed=tuple(changed), rules_reloaded=bool(changes),
                               restart_needed=restart_needed, warnings=warnings)
         return _Prepared(catalog=catalog, validator=parts.make_validator(catalog),
-                         rates=DeviceRateLimit.from_catalog(catalog).rates, report=report, swap_rules=swap_rules)
+                         rates=DeviceRateLimit.from_catalog(catalog).rates, report=report, swap_rules=swap_rules,
+                         subscription=parts.topics.prepare(catalog.devices.values()) if parts.topics else None)
 
     def _settings_on_disk(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         if self._reread_settings is None:
@@ -227,3 +252,5 @@ class Reloader:
         parts.handler.use_catalog(new.catalog, new.validator,
                                   DeadLetterFormatter(new.catalog, self._settings.mqtt.client_id))
         parts.catalog, parts.validator = new.catalog, new.validator
+        if parts.topics is not None and new.subscription is not None:
+            parts.topics.use(new.subscription)  # the next reconnect's set; the open connection follows next
