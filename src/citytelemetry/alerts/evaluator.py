@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from citytelemetry.alerts.affinity import member_catalog
 from citytelemetry.alerts.clock import EventClock, WallClock
 from citytelemetry.alerts.compile import RuleSet, compile_rules
 from citytelemetry.alerts.delivery import AlertmanagerQueue, Notice
@@ -57,7 +58,9 @@ class AlertEngine:
         self.tracker = Tracker(self._transition)
         self.links = Links(settings)
         loaded = rules if rules is not None else load_rule_files(a.rules_dir, catalog)
-        self.ruleset: RuleSet = compile_rules(catalog, loaded, self.tracker, runbook_base=self.links.runbooks)
+        self._pipeline = settings.pipeline  # partitioned: rules over the member's own share of the devices
+        self.ruleset: RuleSet = compile_rules(member_catalog(self._pipeline, catalog, loaded.rules), loaded,
+                                              self.tracker, runbook_base=self.links.runbooks)
         self.clock = EventClock(clock)
         links = self.links
         self.delivery = AlertmanagerQueue(settings.alertmanager.url, timeout_s=a.request_timeout_s,
@@ -214,7 +217,8 @@ class AlertEngine:
         two readings). Open alerts of rules and subjects that remain stay open, with the new rule's levels;
         a firing alert whose rule or subject is gone is resolved. Per-series windows refill, as at restart."""
         tracker = Tracker(self._transition)
-        ruleset = compile_rules(catalog, rules, tracker, runbook_base=self.links.runbooks)
+        ruleset = compile_rules(member_catalog(self._pipeline, catalog, rules.rules), rules, tracker,
+                                runbook_base=self.links.runbooks)
         old, new = self.ruleset.rules_by_key, ruleset.rules_by_key
         changes = RuleChanges(added=sorted(new.keys() - old.keys()), removed=sorted(old.keys() - new.keys()),
                               changed=sorted(k for k in old.keys() & new.keys() if old[k] != new[k]))

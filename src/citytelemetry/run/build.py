@@ -103,7 +103,7 @@ def build_pipeline(settings: Settings, catalog: Catalog, *, writer: LineWriter |
         deadletter_store=store,
         completeness=completeness, notices=notices, reporter=reporter, evaluator=evaluator, reloader=reloader,
         rollups=rollups, checkpointer=checkpointer, subscription=None if p.partition is None else subscription(
-            p.partition, catalog.devices.values(), settings.mqtt.topic_prefix)))
+            p.partition, catalog.devices.values(), settings.mqtt.topic_prefix, p.partition_by)))
 
 
 def _reloadable(evaluator: AlertEvaluator | None) -> AlertEngine | None:
