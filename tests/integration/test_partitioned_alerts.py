@@ -1,0 +1,205 @@
+"""Three partitioned members with alerts on, one mosquitto, a real Alertmanager and InfluxDB.
+
+The energy network's 340 devices (the inventory's network.yaml: coverage is a network rule) report on
+their intervals at 30 x real time, shuffled within a few messages, to three ``citytelemetry run`` members
+running the shipped rules. Healthy: no alert at all, although each member owns a third of the devices.
+Then the 60-s devices of member 3's share fall silent: ``network_coverage_low`` fires once in
+Alertmanager, with the site figure over all three members, and resolves when they report again. The
+history (``ct_alerts``) holds exactly the true alerts, each site transition once.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from simulators.district import DistrictSimulator, Pacing, SimMessage
+
+from citytelemetry.ingest.partition import Partition
+from citytelemetry.profiles import Catalog, load_catalog
+from tests.conftest import MqttBroker, influx_query
+
+from .alerting.harness import alertmanager_process
+from .pipeline_harness import ROOT, wait_for
+from .process_harness import PipelineProcess
+from .test_ordering import Publisher
+
+pytestmark = pytest.mark.integration
+MEMBERS = 3
+SILENT_MEMBER = 3  # 54 of its 114 network devices report every 60 s: under half, so not a mass silence
+SPEED = 30.0  # simulated seconds per wall second (catch-up detection starts at 100)
+HEALTHY_S, SILENT_S, END_S = 800, 1250, 1500  # event-time phases (s): past completeness's 600 s + 120 s
+COVERAGE = "network_coverage_low"
+
+
+@pytest.fixture
+def network_inventory(tmp_path: Path) -> Path:
+    directory = tmp_path / "inventory"
+    directory.mkdir()
+    shutil.copy(ROOT / "device_profiles" / "inventory" / "network.yaml", directory)
+    return directory
+
+
+def member(tmp_path: Path, broker: MqttBroker, influx_url: str, database: str, prefix: str, k: int,
+           inventory: Path, am_url: str) -> PipelineProcess:
+    home = tmp_path / f"member-{k}"
+    home.mkdir(exist_ok=True)
+    return PipelineProcess(
+        mqtt_url=broker.url, influx_url=influx_url, database=database, prefix=prefix,
+        client_id=f"ct-palert-{uuid.uuid4().hex[:6]}-{k}", spool_dir=home / "spool", log_file=home / "pipeline.log",
+        pipeline__partition=f"{k}/{MEMBERS}", pipeline__inventory_dir=str(inventory),
+        pipeline__checkpoint_file=str(home / "device-state.ckpt"), pipeline__deadletter_dir=str(home / "dl"),
+        pipeline__peer_stale_s="5", alerts__enabled="true", alerts__rules_dir=str(ROOT / "alert_rules"),
+        alerts__state_file=str(home / "alert-state.json"), alerts__evaluation_interval_s="0.5",
+        alerts__resend_interval_s="2", alertmanager__url=am_url, storage__rollups="false")
+
+
+def shuffled(messages: Iterator[SimMessage], rng: random.Random, window: int = 8) -> Iterator[SimMessage]:
+    """Each run of ``window`` consecutive messages in a random order: a multi-device stream is never in order."""
+    chunk: list[SimMessage] = []
+    for message in messages:
+        chunk.append(message)
+        if len(chunk) == window:
+            yield from rng.sample(chunk, len(chunk))
+            chunk = []
+    yield from chunk
+
+
+class PacedStream(threading.Thread):
+    """Publishes the simulation at SPEED x real time; skips ``silent`` devices' messages in the silent phase;
+    stops at each phase boundary until the test lets it go on."""
+
+    def __init__(self, sim: DistrictSimulator, broker: MqttBroker, silent: set[str]) -> None:
+        super().__init__(name="paced-stream", daemon=True)
+        self.sim, self.broker, self.silent = sim, broker, silent
+        self.at_boundary = {HEALTHY_S: threading.Event(), SILENT_S: threading.Event()}
+        self.go_on = {HEALTHY_S: threading.Event(), SILENT_S: threading.Event()}
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        publisher = Publisher(self.broker)
+        try:
+            origin, wall0 = self.sim.start_ms, time.monotonic()
+            for message in shuffled(self.sim.messages(), random.Random(7)):
+                offset_s = (message.sim_ms - origin) / 1000
+                for boundary, reached in self.at_boundary.items():
+                    if offset_s >= boundary and not reached.is_set():
+                        reached.set()
+                        paused = time.monotonic()
+                        assert self.go_on[boundary].wait(120), "the test did not let the stream go on"
+                        wall0 += time.monotonic() - paused
+                if HEALTHY_S <= offset_s < SILENT_S and message.device_id in self.silent:
+                    continue
+                delay = wall0 + offset_s / SPEED - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)  # pacing the simulated clock, not waiting for an outcome
+                publisher.publish([message])
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
+        finally:
+            publisher.close()
+            self.done.set()
+
+
+def am_alerts(am_url: str, name: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{am_url}/api/v2/alerts", timeout=5) as response:
+        alerts: list[dict[str, Any]] = json.load(response)
+    return [a for a in alerts if a["labels"]["alertname"] == name]
+
+
+def history(influx_url: str, database: str) -> list[tuple[str, str, str]]:
+    """(alertname, state, device or site/system) of every ct_alerts point, in time order."""
+    try:
+        series = influx_query(influx_url, database, "SELECT * FROM ct_alerts")
+    except AssertionError:  # no database yet: nothing written
+        return []
+    out = []
+    for s in series:
+        columns = s["columns"]
+        for row in s["values"]:
+            point = dict(zip(columns, row, strict=True))
+            who = point.get("device") or f"{point['site']}/{point['system']}"
+            out.append((point["alertname"], point["state"], who))
+    return out
+
+
+async def test_three_members_raise_no_false_alert_and_page_the_site_coverage_once(
+        tmp_path: Path, mosquitto: MqttBroker, influxdb: str, influx_db_name: str, mqtt_topic_prefix: str,
+        network_inventory: Path) -> None:
+    catalog: Catalog = load_catalog(ROOT / "device_profiles" / "types", network_inventory)
+    assert len(catalog.devices) == 340
+    part = Partition.of(f"{SILENT_MEMBER}/{MEMBERS}", catalog.devices.values())
+    silent = {d.id for d in catalog.devices.values() if part.owns(d.id) and d.profile.reporting_interval_s == 60}
+    assert len(silent) == 54
+    sim = DistrictSimulator(catalog, seed=5, duration_s=END_S, pacing=Pacing(speed=0), systems=["network"],
+                            topic_prefix=mqtt_topic_prefix, start_ms=int(time.time() * 1000) - END_S * 1000)
+    async with alertmanager_process(tmp_path) as (am, webhook):
+        members = [member(tmp_path, mosquitto, influxdb, influx_db_name, mqtt_topic_prefix, k, network_inventory,
+                          am.url) for k in range(1, MEMBERS + 1)]
+        stream = PacedStream(sim, mosquitto, silent)
+        try:
+            for k, process in enumerate(members, start=1):
+                process.start()
+                owned = sum(Partition.of(f"{k}/{MEMBERS}", catalog.devices.values()).owns(d) for d in catalog.devices)
+                process.wait_for_log(f"subscribed to {2 * owned} topics", 30)  # the data connection
+                process.wait_for_log(f"subscribed to ['{mqtt_topic_prefix}/members/{MEMBERS}/+']", 30)  # peers
+            stream.start()
+
+            # healthy, past completeness's window and for: not one alert, in Alertmanager or the history
+            await wait_for(lambda: stream.at_boundary[HEALTHY_S].is_set() or stream.done.is_set(), 120,
+                           "the healthy phase published")
+            assert stream.error is None, stream.error
+            assert [a["labels"]["alertname"] for a in am_alerts(am.url, COVERAGE)] == []
+            with urllib.request.urlopen(f"{am.url}/api/v2/alerts", timeout=5) as response:
+                assert json.load(response) == []
+            assert history(influxdb, influx_db_name) == []
+            stream.go_on[HEALTHY_S].set()
+
+            # member 3's 60-s devices silent: every member sees 286 of 340 covered; Alertmanager holds one alert
+            await wait_for(lambda: am_alerts(am.url, COVERAGE) or stream.done.is_set(), 90,
+                           f"{COVERAGE} in Alertmanager")
+            assert stream.error is None, stream.error
+            [alert] = am_alerts(am.url, COVERAGE)
+            assert {k: alert["labels"][k] for k in ("alertname", "severity", "site", "system")} == {
+                "alertname": COVERAGE, "severity": "critical", "site": "hunnan", "system": "network"}
+            assert "286 of 340 devices over 3 of the members" in alert["annotations"]["summary"]
+            stream.go_on[SILENT_S].set()
+
+            # reporting again: resolved, in Alertmanager and in the webhook's notifications
+            def resolved() -> bool:
+                return not [a for a in am_alerts(am.url, COVERAGE) if a["status"]["state"] == "active"]
+
+            await wait_for(resolved, 60, f"{COVERAGE} resolved in Alertmanager")
+            await wait_for(lambda: any(a["status"] == "resolved" and a["labels"]["alertname"] == COVERAGE
+                                       for n in webhook.notifications for a in n["alerts"]), 30,
+                           "the resolution notified")
+            fired = {a["fingerprint"] for n in webhook.notifications for a in n["alerts"]
+                     if a["labels"]["alertname"] == COVERAGE}
+            assert len(fired) == 1  # three members, one alert
+            await wait_for(stream.done.is_set, 120, "the stream published")
+            assert stream.error is None, stream.error
+        finally:
+            stream.go_on[HEALTHY_S].set()
+            stream.go_on[SILENT_S].set()
+            for process in members:
+                process.stop_quietly()
+
+    points = history(influxdb, influx_db_name)
+    site = [p for p in points if p[2] == "hunnan/network"]
+    assert [p for p in site if p[0] == COVERAGE] == [(COVERAGE, "firing", "hunnan/network"),
+                                                     (COVERAGE, "resolved", "hunnan/network")]
+    assert {p[0] for p in site} <= {COVERAGE, "data_completeness_low"}  # true: their readings are missing
+    devices = [p for p in points if p[2] != "hunnan/network"]
+    assert {p[0] for p in devices} <= {"device_offline"}
+    assert {p[2] for p in devices if p[1] == "firing"} == silent  # each silent device, once, by its owner
+    assert len([p for p in devices if p[1] == "firing"]) == len(silent)
