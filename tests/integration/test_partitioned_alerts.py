@@ -5,11 +5,14 @@ their intervals at 30 x real time, shuffled within a few messages, to three ``ci
 running the shipped rules. Healthy: no alert at all, although each member owns a third of the devices.
 Then the 60-s devices of member 3's share fall silent: ``network_coverage_low`` fires once in
 Alertmanager, with the site figure over all three members, and resolves when they report again. The
-history (``ct_alerts``) holds exactly the true alerts, each site transition once.
+history (``ct_alerts``) holds exactly the true alerts, each site transition once. On the secured broker,
+the members' ``-peers`` accounts exchange tallies beside their data connections.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import random
 import shutil
@@ -24,11 +27,15 @@ from typing import Any
 import pytest
 from simulators.district import DistrictSimulator, Pacing, SimMessage
 
+from citytelemetry.alerts.peerlink import PeerLink
+from citytelemetry.alerts.peers import SiteTallies
+from citytelemetry.ingest.factory import open_source
 from citytelemetry.ingest.partition import Partition
 from citytelemetry.profiles import Catalog, load_catalog
 from tests.conftest import MqttBroker, influx_query
 
 from .alerting.harness import alertmanager_process
+from .conftest import MqttProbeClient, SecureBroker
 from .pipeline_harness import ROOT, wait_for
 from .process_harness import PipelineProcess
 from .test_ordering import Publisher
@@ -39,6 +46,15 @@ SILENT_MEMBER = 3  # 54 of its 114 network devices report every 60 s: under half
 SPEED = 30.0  # simulated seconds per wall second (catch-up detection starts at 100)
 HEALTHY_S, SILENT_S, END_S = 800, 1250, 1500  # event-time phases (s): past completeness's 600 s + 120 s
 COVERAGE = "network_coverage_low"
+NOT_AUTHORIZED = 0x87
+
+
+@pytest.fixture
+def clients() -> Iterator[list[MqttProbeClient]]:
+    opened: list[MqttProbeClient] = []
+    yield opened
+    for client in opened:
+        client.close()
 
 
 @pytest.fixture
@@ -203,3 +219,44 @@ async def test_three_members_raise_no_false_alert_and_page_the_site_coverage_onc
     assert {p[0] for p in devices} <= {"device_offline"}
     assert {p[2] for p in devices if p[1] == "firing"} == silent  # each silent device, once, by its owner
     assert len([p for p in devices if p[1] == "firing"]) == len(silent)
+
+
+async def test_on_the_secured_broker_the_peers_account_exchanges_tallies_beside_the_data_connection(
+        secure_broker: SecureBroker, clients: list[MqttProbeClient]) -> None:
+    """The generated ACL and passwords: each member's ``-peers`` account publishes and reads the tallies, its
+    data connection stays (the broker binds client ids to accounts: one account would take it over), and a
+    device may not write there."""
+    count, links, sources = 2, [], []
+    async with contextlib.AsyncExitStack() as stack:
+        for k in (1, 2):
+            client_id = f"ct-peers-{uuid.uuid4().hex[:6]}"
+            secure_broker.add_member(client_id)
+            mqtt = secure_broker.creds.pipeline_mqtt(secure_broker.settings.mqtt.model_copy(
+                update={"client_id": client_id, "members": [], "session_expiry_s": 0}))
+            sources.append(await stack.enter_async_context(open_source(mqtt)))
+            tallies = SiteTallies(Partition(k, count), {}, stale_ms=5_000, grace_ms=10_000,
+                                  wall_ms=lambda: time.time_ns() // 1_000_000)
+            tallies.local = {"network_coverage_low/critical": {"hunnan/network": (float(k), 10.0)}}
+            links.append(PeerLink(mqtt, tallies, lambda: None, interval_s=0.2))
+        tasks = [asyncio.create_task(link.run()) for link in links]
+        try:
+            await wait_for(lambda: all(link.received for link in links), 15, "each member's tallies at the other")
+            assert links[0].tallies.peers[2].figures == {"network_coverage_low/critical": {"hunnan/network": (2, 10)}}
+            assert links[1].tallies.peers[1].figures == {"network_coverage_low/critical": {"hunnan/network": (1, 10)}}
+            device = secure_broker.device(0)
+            probe = MqttProbeClient(secure_broker.port, *secure_broker.creds.device(device.id),
+                                    ca_file=secure_broker.ca_file)
+            clients.append(probe)
+            assert not probe.connect().is_failure
+            assert probe.publish(f"{secure_broker.prefix}/members/{count}/1", b"{}").value == NOT_AUTHORIZED
+            assert not probe.publish(secure_broker.telemetry(device), b"{}").is_failure
+            for source in sources:  # both data connections still deliver: no takeover by the peers link
+                async with asyncio.timeout(10):
+                    message = await anext(aiter(source.messages()))
+                assert message.topic == secure_broker.telemetry(device)
+                message.delivery.settle()
+            assert all(link.connected for link in links)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

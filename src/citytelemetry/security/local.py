@@ -25,8 +25,14 @@ from pydantic import SecretStr
 from citytelemetry.config import MqttSettings, Settings
 from citytelemetry.profiles import Catalog
 from citytelemetry.security.credentials import CredentialSource, write_private
-from citytelemetry.security.mosquitto import (BrokerAccess, DeviceAccount, expand_members, listener_access,
-                                              password_file, peer_user)
+from citytelemetry.security.mosquitto import (
+    BrokerAccess,
+    DeviceAccount,
+    expand_members,
+    listener_access,
+    password_file,
+    peer_user,
+)
 from citytelemetry.security.tls import LocalPki
 
 OPERATOR_USER = "ct-operator"  # reads dead letters and status: `mosquitto_sub` for people
