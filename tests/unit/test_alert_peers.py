@@ -36,7 +36,7 @@ def test_fresh_peers_are_summed() -> None:
     assert site.receive(report(2, wall.ms - 19_000, 118, 120))
     assert site.receive(report(3, wall.ms - 1_000, 100, 110))
     total = site.combine(COV, NET, (95, 100))
-    assert (total.num, total.den, total.members, total.silent) == (313, 330, 3, ())
+    assert (total.num, total.den, total.members, total.silent, total.unknown) == (313, 330, 3, (), False)
     assert total.detail("devices") == "313 of 330 devices over 3 of the members"
     assert site.local == {COV: {NET: (95, 100)}}  # what we publish next
 
@@ -59,7 +59,7 @@ def test_a_peer_never_heard_counts_after_the_grace_and_completeness_scales_its_s
     wall = Wall()
     site = tallies(2, wall)
     start = site.combine(DONE, NET, (7000, 7200 * 0.9), scale=0.9)
-    assert (start.num, start.den, start.members) == (7000, 6480, 1)  # starting up: peers not counted yet
+    assert (start.members, start.unknown) == (1, True)  # starting up: the rule holds until peers report
     wall.ms += 40_000
     later = site.combine(DONE, NET, (7000, 6480), scale=0.9)
     assert (later.num, later.den) == (7000, pytest.approx(6480 + 0.9 * 6000 + 0.9 * 6600))
@@ -67,13 +67,22 @@ def test_a_peer_never_heard_counts_after_the_grace_and_completeness_scales_its_s
                             "member 3/3 never heard: its 5940 counted unmonitored")
 
 
-def test_a_fresh_peer_without_the_subject_adds_nothing() -> None:
+def test_a_peer_that_has_not_judged_yet_holds_the_rule_in_its_grace_then_counts_for_coverage() -> None:
     wall = Wall()
     site = tallies(1, wall)
-    site.receive(Report(2, 3, wall.ms, None, {}))  # just started: no reading, nothing due yet
+    site.receive(Report(2, 3, wall.ms, None, {}, started_ms=wall.ms - 39_000))  # restarted: no figure yet
     site.receive(report(3, wall.ms, 100, 110))
     total = site.combine(COV, NET, (95, 100))
-    assert (total.num, total.den, total.members) == (195, 210, 3)
+    assert (total.num, total.den, total.members, total.unknown) == (195, 210, 3, True)  # the rule holds
+    wall.ms += 1_000
+    site.receive(Report(2, 3, wall.ms, None, {}, started_ms=wall.ms - 40_000))
+    site.receive(report(3, wall.ms, 100, 110))
+    total = site.combine(COV, NET, (95, 100))
+    assert (total.num, total.den, total.members, total.unknown) == (195, 330, 3, False)
+    assert total.silent == ("member 2/3 has judged nothing since its start: its 120 counted unmonitored",)
+    # completeness: neither peer has a figure (a restarted member's window is still filling): judged on ours
+    done = site.combine(DONE, NET, (5900, 6000), unjudged_unmonitored=False)
+    assert (done.num, done.den, done.members, done.unknown, done.silent) == (5900, 6000, 3, False, ())
 
 
 def test_the_newest_report_wins_and_foreign_ones_are_refused() -> None:
@@ -100,7 +109,7 @@ def test_only_the_lowest_live_member_writes_the_history() -> None:
 
 
 def test_a_report_round_trips_and_garbage_is_refused() -> None:
-    sent = Report(2, 3, 123, None, {COV: {NET: (118.0, 120.0)}})
+    sent = Report(2, 3, 123, None, {COV: {NET: (118.0, 120.0)}}, started_ms=100)
     assert Report.decode(sent.encode()) == sent
     for payload in (b"{", b"[]", b'{"format": 2}', b'{"format": 1, "member": 1}'):
         with pytest.raises(ValueError):

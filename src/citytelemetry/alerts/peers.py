@@ -67,10 +67,11 @@ class Report:
     wall_ms: int
     mark_ms: int | None
     figures: Mapping[str, Mapping[str, Figure]]  # rule key -> subject key -> figure
+    started_ms: int = 0  # its wall clock at its start: a figure missing in its grace is "not judged yet"
 
     def encode(self) -> bytes:
         return json.dumps({"format": FORMAT, "member": self.member, "count": self.count, "wall_ms": self.wall_ms,
-                           "mark_ms": self.mark_ms,
+                           "mark_ms": self.mark_ms, "started_ms": self.started_ms,
                            "figures": {r: {s: list(f) for s, f in by.items()} for r, by in self.figures.items()}},
                           separators=(",", ":"), sort_keys=True).encode()
 
@@ -85,7 +86,7 @@ class Report:
                        for r, by in data["figures"].items()}
             mark = data["mark_ms"]
             return cls(int(data["member"]), int(data["count"]), int(data["wall_ms"]),
-                       None if mark is None else int(mark), figures)
+                       None if mark is None else int(mark), figures, int(data["started_ms"]))
         except (KeyError, TypeError, IndexError, AttributeError) as exc:
             raise ValueError(f"malformed member report: {exc!r}") from None
 
@@ -98,6 +99,9 @@ class Sum:
     den: float
     members: int  # members whose figures it holds (fresh ones, this one included)
     silent: tuple[str, ...] = ()  # "member 2/3 silent for 31 s: its 113 counted unmonitored"
+    # a member is starting (in its grace or ours) and has not judged yet: the figure is not known, so the
+    # rule holds (neither fires nor resolves), as the engine holds while the consumer is behind
+    unknown: bool = False
 
     def detail(self, what: str) -> str:
         text = f"{self.num:.0f} of {self.den:.0f} {what} over {self.members} of the members"
@@ -136,7 +140,7 @@ class SiteTallies:
 
     def report(self, mark_ms: int | None) -> Report:
         return Report(self.part.member, self.part.count, self.wall_ms(), mark_ms,
-                      {r: dict(by) for r, by in self.local.items()})
+                      {r: dict(by) for r, by in self.local.items()}, self.started_wall_ms)
 
     def fresh(self, member: int, wall_ms: int) -> bool:
         if member == self.part.member:
@@ -153,32 +157,46 @@ class SiteTallies:
                 return False
         return True
 
-    def combine(self, rule: str, subject: str, own: Figure, *, scale: float = 1.0) -> Sum:
+    def combine(self, rule: str, subject: str, own: Figure, *, scale: float = 1.0,
+                unjudged_unmonitored: bool = True) -> Sum:
         """Record this member's ``own`` figure and sum it with the peers'. ``scale`` turns a whole share into
-        the same unit as the figures (completeness: the share of the window that was counted)."""
+        the same unit as the figures (completeness: the share of the window that was counted).
+
+        A peer that reports but has no figure for the subject has not judged it yet: within its start-up
+        grace the sum is unknown; after it, its share counts as unmonitored if ``unjudged_unmonitored``
+        (coverage: no reading since its start is no monitoring) and as nothing otherwise (completeness:
+        a restarted member judges only once its window has filled)."""
         wall_ms = self.wall_ms()
         self.local.setdefault(rule, {})[subject] = own
-        num, den, members, silent = own[0], own[1], 1, []
+        num, den, members, silent, unknown = own[0], own[1], 1, [], False
         shares = self.whole.get(rule, {}).get(subject, {})
-        for member in range(1, self.part.count + 1):
+        n = self.part.count
+        for member in range(1, n + 1):
             if member == self.part.member:
                 continue
             report = self.peers.get(member)
+            share = shares.get(member, 0.0) * scale
             if self.fresh(member, wall_ms):
                 assert report is not None
                 members += 1
                 figure = report.figures.get(rule, {}).get(subject)
-                if figure is not None:  # fresh without it: nothing of this subject is due there yet
+                if figure is not None:
                     num, den = num + figure[0], den + figure[1]
+                elif share and wall_ms - report.started_ms < self.grace_ms:
+                    unknown = True
+                elif share and unjudged_unmonitored:
+                    den += share
+                    silent.append(f"member {member}/{n} has judged nothing since its start: its {share:.0f} "
+                                  "counted unmonitored")
                 continue
             if report is None and wall_ms - self.started_wall_ms < self.grace_ms:
-                continue  # starting up: members start one after another
-            share = shares.get(member, 0.0) * scale
+                unknown = unknown or bool(share)  # starting up: members start one after another
+                continue
             if share:
                 den += share
                 when = "never heard" if report is None else f"silent for {(wall_ms - report.wall_ms) / 1000:.0f} s"
-                silent.append(f"member {member}/{self.part.count} {when}: its {share:.0f} counted unmonitored")
-        return Sum(num, den, members, tuple(silent))
+                silent.append(f"member {member}/{n} {when}: its {share:.0f} counted unmonitored")
+        return Sum(num, den, members, tuple(silent), unknown)
 
 
 def shares_of(pipeline: PipelineSettings, catalog: Catalog, loaded: rf.LoadedRules) -> WholeShares:

@@ -393,6 +393,8 @@ class CoverageRule:
             num, den, detail = float(covered), float(due), f"{covered} of {due} devices"
             if self.site is not None:
                 total = self.site.combine(self.info.key, subject.key, (num, den))
+                if total.unknown:
+                    continue
                 num, den, detail = total.num, total.den, total.detail("devices")
             if not den:
                 continue
@@ -442,7 +444,9 @@ class CompletenessRule:
             detail = f"{received:.0f} of {expected:.0f} readings"
             if self.site is not None:
                 total = self.site.combine(self.info.key, subject.key, (received, expected),
-                                          scale=span_ms / self.window_ms)
+                                          scale=span_ms / self.window_ms, unjudged_unmonitored=False)
+                if total.unknown:
+                    continue
                 received, expected, detail = total.num, total.den, total.detail("readings")
             ratio = received / expected if expected else 1.0
             active = True if ratio < self.min_ratio else (None if ratio < self.min_ratio + 0.02 else False)
