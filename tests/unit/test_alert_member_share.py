@@ -12,6 +12,8 @@ import pytest
 
 from citytelemetry.alerts.evaluator import AlertEngine
 from citytelemetry.alerts.model import Alert
+from citytelemetry.alerts.rulefiles import load_rule_files
+from citytelemetry.alerts.rules import CompletenessRule, CoverageRule
 from citytelemetry.config import AlertSettings, PipelineSettings, Settings
 from citytelemetry.ingest.partition import Partition
 from citytelemetry.profiles import Catalog, load_catalog
@@ -135,3 +137,19 @@ def test_a_member_gone_counts_as_its_whole_share_unmonitored(catalog: Catalog, t
         coverage = [a for a in member.engine.firing() if a.rule.name == "network_coverage_low"]
         assert [a.detail for a in coverage] == [
             f"226 of 340 devices over 2 of the members; member 3/3 silent for 120 s: its {gone} counted unmonitored"]
+
+
+def test_a_reload_keeps_the_site_sum(catalog: Catalog, tmp_path: Path) -> None:
+    members, owned = three(catalog, tmp_path), shares(catalog)
+    healthy_run(catalog, members, owned, end_s=300)
+    engine = members[0].engine
+    assert engine.site is not None
+    before = dict(engine.site.local)
+    assert set(before) == {"network_coverage_low/critical"}  # completeness judges after its 600-s window
+    _changes, swap = engine.prepare_rules(catalog, load_rule_files(ROOT / "alert_rules", catalog))
+    swap()
+    site_rules = [r for r in engine.ruleset.time_rules if isinstance(r, CoverageRule | CompletenessRule)]
+    assert [r.site for r in site_rules] == [engine.site, engine.site]
+    assert engine.site.local == before  # the next report still carries our figures
+    healthy_run(catalog, members, owned, start_s=300, end_s=900)
+    assert [m.fired for m in members] == [[], [], []]

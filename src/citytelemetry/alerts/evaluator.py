@@ -239,9 +239,10 @@ class AlertEngine:
                               changed=sorted(k for k in old.keys() & new.keys() if old[k] != new[k]))
 
         def swap() -> None:
-            if self.site is not None and whole is not None:  # the peers' reports stay; our figures refill
-                self.site.whole, self.site.local = whole, {}
-                attach(ruleset, self.site)
+            if self.site is not None and whole is not None:  # peers' reports and our figures of kept rules stay
+                site = self.site  # (emptied, our next report would read "not judged" to the peers)
+                site.whole, site.local = whole, {k: v for k, v in site.local.items() if k in whole}
+                attach(ruleset, site)
             self._carry_over(ruleset, tracker)
             self.ruleset, self.tracker = ruleset, tracker
             old, self.observer = self.observer, ReadingObserver(self.clock, ruleset, tracker)
