@@ -239,6 +239,14 @@ class PipelineSettings(Section):
     # "k/n": this member owns the k-th of n shares of the inventory's devices and subscribes to exactly their
     # topics (ingest/partition.py), so per-device state lives in one member. None: every device.
     partition: str | None = Field(default=None, pattern=r"^[1-9][0-9]*/[1-9][0-9]*$")
+    # The location keys that keep devices together in one member (hashed with the site): every device of a
+    # tunnel compartment in one member, so group rules over it see all of it. A device lacking one of them
+    # is placed by its id. () : every device by its id.
+    partition_by: tuple[str, ...] = ("cabin", "compartment")
+    # Partitioned members publish their site tallies (coverage, completeness) on <topic_prefix>/members/
+    # and sum their peers' (alerts/peers.py); a peer silent for peer_stale_s of wall time counts as its
+    # whole share unmonitored. None: 4 x alerts.evaluation_interval_s.
+    peer_stale_s: float | None = Field(default=None, gt=0)
 
     @field_validator("partition")
     @classmethod

@@ -169,8 +169,11 @@ def _owned_multigas(member: Partition, catalog: Catalog) -> str:
 def test_a_partitioned_member_subscribes_to_added_devices_and_drops_removed_ones_at_reload(
         tmp_path: Path, mosquitto: MqttBroker, influxdb: str, influx_db_name: str, mqtt_topic_prefix: str,
         protocol: str) -> None:
-    member = Partition.parse("1/2")
-    added = next(f"tun-c{n}-gas1" for n in range(900, 1000) if member.owns(f"tun-c{n}-gas1"))  # not in the inventory
+    member = Partition.of("1/2", shipped_catalog().devices.values())
+    # Not in the inventory; owned by its compartment (pipeline.partition_by): one this member owns.
+    compartment = next(f"c{n}" for n in range(900, 1000)
+                       if Partition(1, 2, {"new": f"hunnan/cabin=gas,compartment=c{n}"}).owns("new"))
+    added = f"tun-{compartment}-gas1"
     removed = _owned_multigas(member, shipped_catalog())
     district = tmp_path / "district"
     shutil.copytree(ROOT / "device_profiles", district, ignore=shutil.ignore_patterns("*.md"))
@@ -189,7 +192,7 @@ def test_a_partitioned_member_subscribes_to_added_devices_and_drops_removed_ones
         _wait(lambda: _landed(influxdb, influx_db_name, removed) == 1, "the device to be removed lands meanwhile")
 
         # Added: the member subscribes to its topics on the open connection; its readings land.
-        location = {"cabin": "gas", "compartment": "c999", "km": "31.9"}
+        location = {"cabin": "gas", "compartment": compartment, "km": "31.9"}
         _edit(tunnel, lambda d: d["devices"].append({"id": added, "type": "tunnel_multigas", "location": location}))
         report = _post_reload(http_port)
         topics = [f"{mqtt_topic_prefix}/hunnan/tunnel/{added}/{kind}" for kind in ("telemetry", "status")]

@@ -262,8 +262,8 @@ def _swap_devices(district: Path, *, add: str | None = None, remove: str | None 
     def change(data: dict[str, Any]) -> None:
         data["devices"] = [d for d in data["devices"] if d["id"] != remove]
         if add is not None:
-            data["devices"].append({"id": add, "type": "tunnel_multigas",
-                                    "location": {"cabin": "gas", "compartment": "c999", "km": "31.9"}})
+            data["devices"].append({"id": add, "type": "tunnel_multigas",  # tun-c950-gas1: compartment c950
+                                    "location": {"cabin": "gas", "compartment": add.split("-")[1], "km": "31.9"}})
 
     _edit(district / "inventory" / "tunnel.yaml", change)
 
@@ -300,8 +300,9 @@ async def test_a_member_subscribes_only_to_the_added_devices_it_owns(tmp_path: P
     assert topics is not None
     source = FakeSource()
     topics.attach(cast("BrokerSource", source), topics.filters)
-    member = Partition.parse("2/2")
     candidates = [f"tun-c{n}-gas1" for n in range(900, 1000)]  # not in the inventory
+    # Owned by the compartment (pipeline.partition_by), which _swap_devices takes from the id.
+    member = Partition(2, 2, {d: f"hunnan/cabin=gas,compartment={d.split('-')[1]}" for d in candidates})
     mine = next(d for d in candidates if member.owns(d))
     theirs = next(d for d in candidates if not member.owns(d))
     _swap_devices(district, add=mine)

@@ -97,6 +97,8 @@ def test_acl_binds_each_device_to_its_own_two_topics() -> None:
     assert pipeline_block == ["topic read ct/v1/+/+/+/telemetry", "topic read $share/+/ct/v1/+/+/+/telemetry",
                               "topic read ct/v1/+/+/+/status", "topic read $share/+/ct/v1/+/+/+/status",
                               "topic write ct/v1/deadletter/#"]
+    peers_block = acl.split("user citytelemetry-peers\n")[1].split("\n\n")[0].splitlines()
+    assert peers_block == ["topic read ct/v1/members/#", "topic write ct/v1/members/#"]
     assert "pattern" not in acl
     assert "readwrite" not in acl
 

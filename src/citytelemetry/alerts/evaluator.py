@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from citytelemetry.alerts.affinity import member_catalog
 from citytelemetry.alerts.clock import EventClock, WallClock
 from citytelemetry.alerts.compile import RuleSet, compile_rules
 from citytelemetry.alerts.delivery import AlertmanagerQueue, Notice
@@ -30,6 +31,8 @@ from citytelemetry.alerts.links import Links
 from citytelemetry.alerts.model import Alert, AlertState
 from citytelemetry.alerts.observer import ReadingObserver
 from citytelemetry.alerts.page import AlertPages
+from citytelemetry.alerts.peerlink import PeerLink
+from citytelemetry.alerts.peers import SiteTallies, attach, shares_of, site_tallies
 from citytelemetry.alerts.rulefiles import LoadedRules, load_rule_files
 from citytelemetry.alerts.state import SavedState, encode_state, load_state, write_atomic
 from citytelemetry.config import Settings
@@ -57,8 +60,18 @@ class AlertEngine:
         self.tracker = Tracker(self._transition)
         self.links = Links(settings)
         loaded = rules if rules is not None else load_rule_files(a.rules_dir, catalog)
-        self.ruleset: RuleSet = compile_rules(catalog, loaded, self.tracker, runbook_base=self.links.runbooks)
+        self._pipeline = settings.pipeline  # partitioned: rules over the member's own share of the devices
+        self.ruleset: RuleSet = compile_rules(member_catalog(self._pipeline, catalog, loaded.rules), loaded,
+                                              self.tracker, runbook_base=self.links.runbooks)
         self.clock = EventClock(clock)
+        # partitioned: the site rules' figures over every member (alerts/peers.py), through peer_link
+        self.site: SiteTallies | None = None
+        self.peer_link: PeerLink | None = None
+        if self._pipeline.partition is not None:
+            self.site = site_tallies(settings, catalog, loaded, self.clock.wall_ms)
+            self.peer_link = PeerLink(settings.mqtt, self.site, lambda: self.clock.mark_ms,
+                                      interval_s=a.evaluation_interval_s)
+            attach(self.ruleset, self.site)
         links = self.links
         self.delivery = AlertmanagerQueue(settings.alertmanager.url, timeout_s=a.request_timeout_s,
                                           max_queued=a.max_queued, resend_interval_s=a.resend_interval_s,
@@ -131,7 +144,9 @@ class AlertEngine:
 
     def _transition(self, alert: Alert) -> None:
         self.transitions += 1
-        self._emit([alert_line(alert)])
+        site = self.site  # a site rule's transition: one ct_alerts point, from the lowest live member
+        if site is None or alert.rule.key not in site.whole or site.writes_history():
+            self._emit([alert_line(alert)])
         self.delivery.put(alert)
         if alert.state is AlertState.RESOLVED:
             self.resolved[alert.fingerprint] = alert
@@ -148,6 +163,8 @@ class AlertEngine:
             # self.firing, not self.tracker.firing: a reload replaces the tracker
             group.create_task(self.delivery.run(self.firing), name="alertmanager-delivery")
             group.create_task(self._time_loop(), name="alert-time-rules")
+            if self.peer_link is not None:
+                group.create_task(self.peer_link.run(), name="alert-peer-tallies")
 
     async def _time_loop(self) -> None:
         while True:
@@ -214,12 +231,18 @@ class AlertEngine:
         two readings). Open alerts of rules and subjects that remain stay open, with the new rule's levels;
         a firing alert whose rule or subject is gone is resolved. Per-series windows refill, as at restart."""
         tracker = Tracker(self._transition)
-        ruleset = compile_rules(catalog, rules, tracker, runbook_base=self.links.runbooks)
+        ruleset = compile_rules(member_catalog(self._pipeline, catalog, rules.rules), rules, tracker,
+                                runbook_base=self.links.runbooks)
+        whole = None if self.site is None else shares_of(self._pipeline, catalog, rules)
         old, new = self.ruleset.rules_by_key, ruleset.rules_by_key
         changes = RuleChanges(added=sorted(new.keys() - old.keys()), removed=sorted(old.keys() - new.keys()),
                               changed=sorted(k for k in old.keys() & new.keys() if old[k] != new[k]))
 
         def swap() -> None:
+            if self.site is not None and whole is not None:  # peers' reports and our figures of kept rules stay
+                site = self.site  # (emptied, our next report would read "not judged" to the peers)
+                site.whole, site.local = whole, {k: v for k, v in site.local.items() if k in whole}
+                attach(ruleset, site)
             self._carry_over(ruleset, tracker)
             self.ruleset, self.tracker = ruleset, tracker
             old, self.observer = self.observer, ReadingObserver(self.clock, ruleset, tracker)

@@ -63,7 +63,9 @@ class Replayer:
                  only: Sequence[str] = (), tick_ms: int = 5000) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="ct-replay-")
         alerts = settings.alerts.model_copy(update={"state_file": Path(self._tmp.name) / "state.json"})
-        self.settings = settings.model_copy(update={"alerts": alerts})
+        # a recording holds every device: judged as one process, not as a member's share without its peers
+        pipeline = settings.pipeline.model_copy(update={"partition": None})
+        self.settings = settings.model_copy(update={"alerts": alerts, "pipeline": pipeline})
         self.clock = _Clock()
         self.result = ReplayResult()
         self._only = frozenset(only)

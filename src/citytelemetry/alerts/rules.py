@@ -11,10 +11,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from citytelemetry.alerts.lifecycle import Tracker
 from citytelemetry.alerts.model import RuleInfo, Subject
 from citytelemetry.records import FieldValue, Reading
+
+if TYPE_CHECKING:
+    from citytelemetry.alerts.peers import SiteTallies
 
 MAD_SCALE = 1.4826  # MAD x 1.4826 estimates the standard deviation of normal data
 
@@ -361,14 +365,16 @@ class Silence:
 
 class CoverageRule:
     """Share of the devices of a site's system heard within k x their interval (devices not yet due
-    for a first reading are left out, so a fresh start is not a coverage collapse)."""
+    for a first reading are left out, so a fresh start is not a coverage collapse). Partitioned: over
+    every member, through ``site`` (alerts/peers.py)."""
 
-    __slots__ = ("clock_start", "groups", "info", "min_ratio", "presence", "tracker")
+    __slots__ = ("clock_start", "groups", "info", "min_ratio", "presence", "site", "tracker")
 
     def __init__(self, info: RuleInfo, groups: Mapping[Subject, Mapping[str, int]], *, min_ratio: float,
                  presence: Presence, tracker: Tracker, clock_start: list[int | None]) -> None:
         self.info, self.groups, self.min_ratio, self.presence, self.tracker = info, groups, min_ratio, presence, tracker
         self.clock_start = clock_start  # [event time of the first reading], shared and set later
+        self.site: SiteTallies | None = None
 
     def __call__(self, now_ms: int) -> None:
         start = self.clock_start[0]
@@ -384,20 +390,26 @@ class CoverageRule:
                     covered += now_ms - seen <= limit
                 elif now_ms - start > limit:
                     due += 1
-            if not due:
+            num, den, detail = float(covered), float(due), f"{covered} of {due} devices"
+            if self.site is not None:
+                total = self.site.combine(self.info.key, subject.key, (num, den))
+                if total.unknown:
+                    continue
+                num, den, detail = total.num, total.den, total.detail("devices")
+            if not den:
                 continue
-            ratio = covered / due
+            ratio = num / den
             active = True if ratio < self.min_ratio else (None if ratio < self.min_ratio + 0.01 else False)
             if active is True or self.tracker.is_open(self.info, subject):
-                self.tracker.update(self.info, subject, active, 100 * ratio, 100 * self.min_ratio, now_ms,
-                                    f"{covered} of {due} devices")
+                self.tracker.update(self.info, subject, active, 100 * ratio, 100 * self.min_ratio, now_ms, detail)
 
 
 class CompletenessRule:
-    """Readings received / expected over a window of event time, per site and system."""
+    """Readings received / expected over a window of event time, per site and system. Partitioned: over
+    every member, through ``site`` (alerts/peers.py)."""
 
-    __slots__ = ("bucket_ms", "buckets", "clock_start", "expected", "info", "members", "min_ratio", "tracker",
-                 "window_ms")
+    __slots__ = ("bucket_ms", "buckets", "clock_start", "expected", "info", "members", "min_ratio", "site",
+                 "tracker", "window_ms")
 
     def __init__(self, info: RuleInfo, members: Mapping[str, Subject], expected: Mapping[Subject, float], *,
                  window_s: float, min_ratio: float, tracker: Tracker, clock_start: list[int | None]) -> None:
@@ -407,6 +419,7 @@ class CompletenessRule:
         self.bucket_ms = max(1000, self.window_ms // 60)
         self.buckets: dict[Subject, dict[int, int]] = {s: {} for s in expected}
         self.clock_start = clock_start
+        self.site: SiteTallies | None = None
 
     def count(self, reading: Reading) -> None:
         subject = self.members.get(reading.device_id)
@@ -426,10 +439,16 @@ class CompletenessRule:
             buckets = self.buckets[subject]
             for b in [b for b in buckets if b < first]:
                 del buckets[b]
-            received = sum(n for b, n in buckets.items() if b <= last)
+            received: float = sum(n for b, n in buckets.items() if b <= last)
             expected = per_window * span_ms / self.window_ms
+            detail = f"{received:.0f} of {expected:.0f} readings"
+            if self.site is not None:
+                total = self.site.combine(self.info.key, subject.key, (received, expected),
+                                          scale=span_ms / self.window_ms, unjudged_unmonitored=False)
+                if total.unknown:
+                    continue
+                received, expected, detail = total.num, total.den, total.detail("readings")
             ratio = received / expected if expected else 1.0
             active = True if ratio < self.min_ratio else (None if ratio < self.min_ratio + 0.02 else False)
             if active is True or self.tracker.is_open(self.info, subject):
-                self.tracker.update(self.info, subject, active, 100 * ratio, 100 * self.min_ratio, now_ms,
-                                    f"{received} of {expected:.0f} readings")
+                self.tracker.update(self.info, subject, active, 100 * ratio, 100 * self.min_ratio, now_ms, detail)

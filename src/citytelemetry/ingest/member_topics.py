@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from citytelemetry.ingest.broker import BrokerError, BrokerSource
-from citytelemetry.ingest.partition import Subscription, subscription
+from citytelemetry.ingest.partition import PARTITION_BY, Subscription, subscription
 from citytelemetry.profiles import RegisteredDevice
 
 REQUEST_TIMEOUT_S = 10.0  # for each SUBACK / UNSUBACK on a live connection
@@ -77,9 +77,10 @@ class MemberTopics:
     """The topics member ``spec`` ("k/n") subscribes to, and what its open connection holds."""
 
     def __init__(self, spec: str, prefix: str, devices: Iterable[RegisteredDevice], *,
-                 timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+                 partition_by: Iterable[str] = PARTITION_BY, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         self._spec, self._prefix, self._timeout_s = spec, prefix, timeout_s
-        start = subscription(spec, devices, prefix)
+        self._partition_by = tuple(partition_by)  # the affinity keys (pipeline.partition_by)
+        start = subscription(spec, devices, prefix, self._partition_by)
         self._filters, self._foreign = start.filters, start.unsubscribe
         self._dropped: list[str] = []  # lost at reloads since the start
         self._source: BrokerSource | None = None
@@ -98,7 +99,7 @@ class MemberTopics:
 
     def prepare(self, devices: Iterable[RegisteredDevice]) -> Subscription:
         """The member's topics for a new inventory; pure (a reload calls it in its worker thread)."""
-        return subscription(self._spec, devices, self._prefix)
+        return subscription(self._spec, devices, self._prefix, self._partition_by)
 
     def use(self, new: Subscription) -> None:
         """From now on, ``new`` is the set: for the next connection at once, for the open one at ``follow``."""

@@ -96,7 +96,7 @@ def build_pipeline(settings: Settings, catalog: Catalog, *, writer: LineWriter |
         p.checkpoint_file, p.checkpoint_interval_s, known=catalog.devices.keys(), sequences=validator.sequences,
         completeness=completeness, rate=rate_limit, pending=handler.pending)
     topics = None if p.partition is None else MemberTopics(p.partition, settings.mqtt.topic_prefix,
-                                                           catalog.devices.values())
+                                                           catalog.devices.values(), partition_by=p.partition_by)
     reloader = Reloader(settings, ReloadParts(
         catalog=catalog, handler=handler, validator=validator, rate_limit=rate_limit, completeness=completeness,
         make_validator=make_validator, evaluator=_reloadable(evaluator), topics=topics), stats,

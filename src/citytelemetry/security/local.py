@@ -25,7 +25,14 @@ from pydantic import SecretStr
 from citytelemetry.config import MqttSettings, Settings
 from citytelemetry.profiles import Catalog
 from citytelemetry.security.credentials import CredentialSource, write_private
-from citytelemetry.security.mosquitto import BrokerAccess, DeviceAccount, expand_members, listener_access, password_file
+from citytelemetry.security.mosquitto import (
+    BrokerAccess,
+    DeviceAccount,
+    expand_members,
+    listener_access,
+    password_file,
+    peer_user,
+)
 from citytelemetry.security.tls import LocalPki
 
 OPERATOR_USER = "ct-operator"  # reads dead letters and status: `mosquitto_sub` for people
@@ -127,7 +134,9 @@ def prepare_broker(settings: Settings, catalog: Catalog, *, tls: bool | None = N
     directory = security_dir(settings)
     creds = local_credentials(settings)
     access = broker_access(settings, catalog)
-    entries = [*(creds.member(user) for user in access.pipeline_users), creds.operator, creds.gateway,
+    members = [creds.member(user) for user in access.pipeline_users]
+    peers = [(peer_user(user), password) for user, password in members]  # same secret, its own account
+    entries = [*members, *peers, creds.operator, creds.gateway,
                *(creds.device(d.device_id) for d in access.devices)]
     home = directory / "mosquitto"
     files = BrokerFiles(home / "passwd", home / "acl", home / "listener.conf", None)

@@ -2,8 +2,10 @@
 listener lines that enforce them.
 
 Each device account may only publish its own two topics; the pipeline account may read every
-device's telemetry and status (also as a shared subscription) and publish dead letters; an optional
-operator account may read dead letters and status. Everything else is denied: mosquitto's ACL file
+device's telemetry and status (also as a shared subscription) and publish dead letters; beside each
+pipeline account, ``<account>-peers`` (same password) may read and write the partitioned members' site
+tallies under ``<prefix>/members/`` (alerts/peerlink.py: a second connection, so its own account); an
+optional operator account may read dead letters and status. Everything else is denied: mosquitto's ACL file
 denies what no line grants, and anonymous clients are refused by ``allow_anonymous false``.
 
 Client ids are bound to accounts by ``use_username_as_clientid true``: the broker replaces whatever id a
@@ -69,6 +71,14 @@ class DeviceAccount:
         return f"{base}/{TELEMETRY}", f"{base}/{STATUS}"
 
 
+PEERS_SUFFIX = "-peers"  # as alerts/peerlink.py logs in
+
+
+def peer_user(pipeline_user: str) -> str:
+    """The account of a pipeline member's peer-tally connection (alerts/peerlink.py)."""
+    return pipeline_user + PEERS_SUFFIX
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerAccess:
     """Who may do what on the broker; renders both files."""
@@ -82,7 +92,7 @@ class BrokerAccess:
     def __post_init__(self) -> None:
         if not _PREFIX.fullmatch(self.prefix):
             raise SecurityError(f"topic prefix {self.prefix!r} is not a plain topic path")
-        names = [*self.pipeline_users, *self.operator_users, *self.gateway_users,
+        names = [*self.pipeline_users, *self.peer_users, *self.operator_users, *self.gateway_users,
                  *(d.device_id for d in self.devices)]
         for name in names:
             _safe("username", name)
@@ -90,8 +100,13 @@ class BrokerAccess:
             dupes = sorted({n for n in names if names.count(n) > 1})
             raise SecurityError(f"usernames used twice (a device id equal to a service account?): {dupes[:5]}")
 
+    @property
+    def peer_users(self) -> tuple[str, ...]:
+        return tuple(peer_user(user) for user in self.pipeline_users)
+
     def usernames(self) -> list[str]:
-        return [*self.pipeline_users, *self.operator_users, *self.gateway_users, *(d.device_id for d in self.devices)]
+        return [*self.pipeline_users, *self.peer_users, *self.operator_users, *self.gateway_users,
+                *(d.device_id for d in self.devices)]
 
     def acl(self) -> str:
         p = self.prefix
@@ -103,6 +118,9 @@ class BrokerAccess:
             for kind in (TELEMETRY, STATUS):
                 out += [f"topic read {p}/+/+/+/{kind}", f"topic read $share/+/{p}/+/+/+/{kind}"]
             out += [f"topic write {p}/deadletter/#", ""]
+        for user in self.peer_users:
+            out += ["# pipeline member's peer connection: partitioned members' site tallies (alerts/peerlink.py)",
+                    f"user {user}", f"topic read {p}/members/#", f"topic write {p}/members/#", ""]
         for user in self.operator_users:
             out += ["# operator: watches dead letters and device status", f"user {user}",
                     f"topic read {p}/deadletter/#", f"topic read {p}/+/+/+/{STATUS}", ""]
