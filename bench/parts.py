@@ -340,7 +340,8 @@ def _drain_pipelines(ctx: Context, work: Workload, name: str, procs: list[Pipeli
               f"{startup_cpu:.1f} s more); peak RSS {rss:.0f} MiB; "
               f"{gc_figures.text()}; alerts fired during the drain: {alert_text}; backlog published at "
               f"{published.rate:,.0f} msg/s; {cores.text()}",
-              {"landed": landed.count, "expected": gen.points, "rejected": rejected, "lost": lost,
+              {"landed": landed.count, "expected": gen.points, "messages": len(gen.messages), "rejected": rejected,
+               "lost": lost,
                "cpu_s_per_100k": cpu_per_100k, "startup_cpu_s": startup_cpu, "peak_rss_mib": rss, "seconds": seconds,
                "cores": cores.by_name, "machine_cores": cores.machine, "gc_longest_ms": gc_figures.longest_ms,
                "gc_full_collections": gc_figures.collections[2], "alerts": dict(alerts)})
@@ -370,10 +371,10 @@ def part_c(ctx: Context, work: Workload, mqtt_client: str = "mqtt5", *, pure_pyt
     return row
 
 
-def member_share(procs: list[PipelineProcess]) -> str:
+def member_messages(procs: list[PipelineProcess]) -> dict[str, float]:
     """Messages each member received, from its /metrics (the partition's balance on this workload)."""
-    received = [int(p.metrics().get("citytelemetry_messages_received_total", 0)) for p in procs]
-    return "messages received per member " + " / ".join(f"{n:,}" for n in received)
+    return {f"member {k}": p.metrics().get("citytelemetry_messages_received_total", 0.0)
+            for k, p in enumerate(procs, 1)}
 
 
 def part_d(ctx: Context, work: Workload, members: int = 3) -> Row:
@@ -382,12 +383,13 @@ def part_d(ctx: Context, work: Workload, members: int = 3) -> Row:
     db, prefix = ctx.database(f"d_{work.name.lower()}"), ctx.prefix(f"d-{work.name}")
     procs = [ctx.pipeline(f"d{k}-{work.name}", db, prefix, partition=f"{k}/{members}")
              for k in range(1, members + 1)]
-    shares: list[str] = []
-    row, _ = _drain_pipelines(ctx, work, "d", procs, db, prefix, before_stop=lambda: shares.append(
-        member_share(procs)))
+    received: dict[str, float] = {}
+    row, _ = _drain_pipelines(ctx, work, "d", procs, db, prefix,
+                              before_stop=lambda: received.update(member_messages(procs)))
     n = members
     row.what = f"citytelemetry run, {n} partitioned members (pipeline.partition 1/{n} … {n}/{n})"
-    row.details += f"; {shares[0]}" if shares else ""
+    row.details += "; messages received per member " + " / ".join(f"{n:,.0f}" for n in received.values())
+    row.figures["member_messages"] = received
     return row
 
 
