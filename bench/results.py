@@ -74,13 +74,17 @@ def ratios(rows: list[Row]) -> list[str]:
                  (f"(d)/(c) {_members(find(rows, 'd', w))} / one", find(rows, "d", w), c),
                  ("(c) compiled hot path / pure Python", c, find(rows, "c", w, "pure Python")),
                  ("(c) district / synthetic bench_sensor", c, find(rows, "c", w, synthetic=True))]
-        before = find(rows, "c", w, before=True)
+        before, ref = find(rows, "c", w, before=True), ""
         if before is not None:
             ref = before.what.split(f", {BEFORE} ")[1].split(" (")[0]
             pairs.append((f"(c) now / before ({ref}), both pure Python", pure_now(rows, w), before))
         for label, num, den in pairs:
             if num and den and num.points_per_s and den.points_per_s:
                 out.append(f"{w} {label}: {num.points_per_s / den.points_per_s:.2f}")
+        cpu_now, cpu_before = _figure(pure_now(rows, w), "cpu_s_per_100k"), _figure(before, "cpu_s_per_100k")
+        if before is not None and cpu_now and cpu_before:  # CPU is not quantised by the drain's poll interval
+            out.append(f"{w} (c) CPU per point now / before ({ref}), both pure Python: {cpu_now / cpu_before:.2f} "
+                       f"({cpu_now * 10:.1f} / {cpu_before * 10:.1f} µs)")
     return out
 
 
