@@ -3,6 +3,7 @@
     .venv/bin/python -m bench                       # everything at default scale (about 20-25 min, 2 cores)
     .venv/bin/python -m bench --scale 0.05          # everything shrunk (counts, durations, rates)
     .venv/bin/python -m bench --only a,c --no-record
+    .venv/bin/python -m bench --only c,d --baseline 7c652b0   # (c) also with the pipeline of 7c652b0
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.codetree import CodeTree, checkout
 from bench.machine import ROOT, describe, hot_path_compiled, load_text
 from bench.parts import Context, part_a, part_b, part_c, part_d, part_e, part_f, part_g
 from bench.results import Row, ratios, table, targets
 from bench.services import private_services
 from bench.workload import paced_devices, synthetic, workloads, write_profiles
+from citytelemetry.compiled import PURE_PYTHON_ENV
 
 PARTS = ("a", "b", "c", "d", "e", "f", "g")
 SUBSCRIBERS = ("paho", "paho311", "mosquitto_sub", "aiomqtt", "gmqtt", "mqtt5")
@@ -48,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep", action="store_true", help="keep the temporary run directory (logs, data)")
     parser.add_argument("--no-synthetic", action="store_true",
                         help="leave out the extra (c) rows of the synthetic bench_sensor workload")
+    parser.add_argument("--members", type=int, default=3,
+                        help="partitioned members in (d): pipeline.partition 1/N … N/N (default 3)")
+    parser.add_argument("--baseline", metavar="REF", default=None,
+                        help="also run (c) with the pipeline of git ref REF (e.g. 7c652b0), both pure Python, "
+                             "and print now/before (default off)")
     return parser
 
 
@@ -60,7 +68,7 @@ def _selected(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 
 def run(ctx: Context, parts: list[str], names: list[str], subscribers: list[str], *,
-        extra_synthetic: bool) -> list[Row]:
+        extra_synthetic: bool, members: int = 3, baseline: CodeTree | None = None) -> list[Row]:
     rows: list[Row] = []
     scale = ctx.scale
     chosen = [w for w in workloads(scale) if w.name in names]
@@ -74,10 +82,12 @@ def run(ctx: Context, parts: list[str], names: list[str], subscribers: list[str]
             rows.append(part_c(ctx, work))
             if hot_path_compiled():
                 rows.append(part_c(ctx, work, pure_python=True))
+            if baseline is not None:  # beside today's pure-Python row (results.pure_now): load changes slowly
+                rows.append(part_c(ctx, work, code=baseline))
             if extra_synthetic:
                 rows.append(part_c(ctx, synthetic(work)))
         if "d" in parts:
-            rows.append(part_d(ctx, work))
+            rows.append(part_d(ctx, work, members))
     if {"e", "f", "g"} & set(parts):
         rows += paced_parts(ctx, parts, chosen[0].devices if chosen else workloads(scale)[0].devices)
     return rows
@@ -105,6 +115,7 @@ def report(rows: list[Row], meta: dict[str, str], scale: float, alerts: bool, el
              (f"- pipeline: shipped defaults (spool on, /metrics on, alerts.enabled = {str(alerts).lower()} with the "
               "shipped alert_rules/); devices: the shipped district profiles and inventory, every type, values from "
               "simulators/ (the synthetic `bench_sensor` rows are marked)"),
+             *([f"- baseline: {meta['baseline']}"] if "baseline" in meta else []),
              f"- wall time of the run: {elapsed_s / 60:.1f} min", "", table(rows)]
     found = ratios(rows)
     if found:
@@ -124,17 +135,31 @@ def main(argv: list[str] | None = None) -> int:
     parts = _selected(args.only, PARTS, "part")
     names = _selected(args.workloads, ("W1", "W2"), "workload")
     subscribers = _selected(args.subscribers, SUBSCRIBERS, "subscriber")
+    if args.members < 1:
+        raise SystemExit("--members must be at least 1")
+    if args.baseline is not None and "c" not in parts:
+        raise SystemExit("--baseline compares part (c): add c to --only")
     started = time.monotonic()
     meta = describe(argv)
     root = Path(tempfile.mkdtemp(prefix="ct-bench-"))
     try:
         devices = max(w.devices for w in workloads(args.scale))
         synthetic_dirs = write_profiles(root / "profiles", devices)
+        baseline = None
+        if args.baseline is not None:  # first: a bad ref fails before anything is generated or started
+            try:
+                baseline = checkout(ROOT, args.baseline, root / "before")
+            except ValueError as exc:
+                raise SystemExit(f"--baseline: {exc}") from None
+            meta["baseline"] = (f"(c) also with the pipeline of {baseline.ref} = {baseline.commit[:12]} (its src/, "
+                                "device_profiles/ and alert_rules/ by git archive into the run directory), "
+                                f"that row and today's beside it in pure Python ({PURE_PYTHON_ENV}=1)")
         with private_services(root / "services") as services:
             ctx = Context(services, root / "work", uuid.uuid4().hex[:6], args.scale, synthetic_dirs,
                           alerts=not args.no_alerts)
             ctx.say(f"services: {services.mqtt_url}, {services.influx_url}; run dir {root}; load {meta['load']}")
-            rows = run(ctx, parts, names, subscribers, extra_synthetic=not args.no_synthetic)
+            rows = run(ctx, parts, names, subscribers, extra_synthetic=not args.no_synthetic,
+                       members=args.members, baseline=baseline)
         meta["load"] += f"; at the end: {load_text()}"
     finally:
         if not args.keep:

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench.codetree import CodeTree
 from bench.cpu import CoreMeter, wait_quiet
 from bench.pipeline import PipelineConfig, PipelineProcess
 from bench.publish import PacedPlan, PublishResult, publish_bulk, publish_paced
-from bench.results import Row
+from bench.results import BEFORE, Row
 from bench.services import Services, count_points, create_database, influx_query, measurement_regex
 from bench.subscribers import Job, mosquitto_sub_command
 from bench.workload import DISTRICT_INVENTORY, DISTRICT_TYPES, Generated, PacedDevice, Workload, generate
@@ -69,17 +70,21 @@ class Context:
                      f"devices of {gen.types} types in {time.monotonic() - started:.1f} s")
         return self.generated[work.label]
 
-    def pipeline(self, name: str, database: str, prefix: str, *, client_id: str | None = None,
-                 group: str | None = None, mqtt_client: str = "mqtt5", pure_python: bool = False,
-                 synthetic: bool = False) -> PipelineProcess:
+    def pipeline(self, name: str, database: str, prefix: str, *, mqtt_client: str = "mqtt5",
+                 pure_python: bool = False, synthetic: bool = False, partition: str | None = None,
+                 code: CodeTree | None = None) -> PipelineProcess:
         s = self.services
         types, inventory = self.synthetic_dirs if synthetic else (DISTRICT_TYPES, DISTRICT_INVENTORY)
+        work_dir = self.work_dir
+        if code is not None:  # its own profiles and rules; its defaults for what it lacks land in its own cwd
+            types, inventory, work_dir = code.profiles_dir, code.inventory_dir, self.work_dir / f"before-{name}"
         return PipelineProcess(PipelineConfig(
             mqtt_url=s.mqtt_url, influx_url=s.influx_url, alertmanager_url=s.alertmanager.url, database=database,
             topic_prefix=prefix,
-            client_id=client_id or f"bench-{self.run_id}-{name}", profiles_dir=types,
-            inventory_dir=inventory, work_dir=self.work_dir, shared_group=group, alerts=self.alerts,
-            mqtt_client=mqtt_client, pure_python=pure_python, synthetic=synthetic, http_port=free_port()))
+            client_id=f"bench-{self.run_id}-{name}", profiles_dir=types,
+            inventory_dir=inventory, work_dir=work_dir, alerts=self.alerts,
+            mqtt_client=mqtt_client, pure_python=pure_python, synthetic=synthetic, http_port=free_port(),
+            partition=partition, code=code))
 
 
 def _topic(prefix: str) -> str:
@@ -286,7 +291,9 @@ class GcFigures:
 
 
 def _drain_pipelines(ctx: Context, work: Workload, name: str, procs: list[PipelineProcess], db: str,
-                     prefix: str) -> tuple[Row, PublishResult]:
+                     prefix: str, *, before_stop: Callable[[], None] | None = None) -> tuple[Row, PublishResult]:
+    """Sessions first, then the backlog, then the timed drain; ``before_stop`` runs once everything landed,
+    while the processes still run (to scrape what else their /metrics say)."""
     gen, path = ctx.workload(work)
     try:  # create the persistent sessions (and the database), then leave
         for p in procs:
@@ -313,6 +320,8 @@ def _drain_pipelines(ctx: Context, work: Workload, name: str, procs: list[Pipeli
         cpu = total_cpu - startup_cpu
         rss = max(p.peak_rss_mib() for p in procs)
         gc_figures = GcFigures.scrape(procs)
+        if before_stop is not None:
+            before_stop()
     finally:
         codes = [p.stop() for p in procs]
     seconds = landed.done_at - started
@@ -331,34 +340,56 @@ def _drain_pipelines(ctx: Context, work: Workload, name: str, procs: list[Pipeli
               f"{startup_cpu:.1f} s more); peak RSS {rss:.0f} MiB; "
               f"{gc_figures.text()}; alerts fired during the drain: {alert_text}; backlog published at "
               f"{published.rate:,.0f} msg/s; {cores.text()}",
-              {"landed": landed.count, "expected": gen.points, "rejected": rejected, "lost": lost,
+              {"landed": landed.count, "expected": gen.points, "messages": len(gen.messages), "rejected": rejected,
+               "lost": lost,
                "cpu_s_per_100k": cpu_per_100k, "startup_cpu_s": startup_cpu, "peak_rss_mib": rss, "seconds": seconds,
                "cores": cores.by_name, "machine_cores": cores.machine, "gc_longest_ms": gc_figures.longest_ms,
                "gc_full_collections": gc_figures.collections[2], "alerts": dict(alerts)})
     return row, published
 
 
-def part_c(ctx: Context, work: Workload, mqtt_client: str = "mqtt5", *, pure_python: bool = False) -> Row:
+def part_c(ctx: Context, work: Workload, mqtt_client: str = "mqtt5", *, pure_python: bool = False,
+           code: CodeTree | None = None) -> Row:
     """``mqtt_client``: the default source (``mqtt5``) or ``aiomqtt``; ``pure_python``: the hot path's sources
-    instead of its compiled modules; ``work.synthetic``: the bench_sensor workload. Each variant is measured
-    side by side with the default."""
-    name = f"c-{work.label}-{mqtt_client}" + ("-pure" if pure_python else "")
+    instead of its compiled modules; ``work.synthetic``: the bench_sensor workload; ``code``: the pipeline of
+    another git ref (``--baseline``, pure Python). Each variant is measured side by side with the default."""
+    pure_python = pure_python or code is not None
+    name = f"c-{work.label}-{mqtt_client}" + ("-pure" if pure_python else "") + ("-before" if code else "")
     db, prefix = ctx.database(name.replace("-", "_").lower()), ctx.prefix(name)
     proc = ctx.pipeline(name, db, prefix, mqtt_client=mqtt_client, pure_python=pure_python,
-                        synthetic=work.synthetic)
+                        synthetic=work.synthetic, code=code)
     row, _ = _drain_pipelines(ctx, work, "c", [proc], db, prefix)
     row.what = ("citytelemetry run, 1 process (drain backlog)"
                 + ("" if mqtt_client == "mqtt5" else f", mqtt.client = {mqtt_client}")
                 + (f", pure Python ({PURE_PYTHON_ENV}=1)" if pure_python else "")
                 + (", synthetic bench_sensor workload (5 floats, generic rules)" if work.synthetic else ""))
+    if code is not None:
+        left_out = proc.config.left_out()
+        row.what += f", {BEFORE} {code.label} (its src, profiles and rules)"
+        row.details += ("; settings it does not know, left at its defaults: " + ", ".join(left_out)
+                        if left_out else "")
     return row
 
 
-def part_d(ctx: Context, work: Workload) -> Row:
+def member_messages(procs: list[PipelineProcess]) -> dict[str, float]:
+    """Messages each member received, from its /metrics (the partition's balance on this workload)."""
+    return {f"member {k}": p.metrics().get("citytelemetry_messages_received_total", 0.0)
+            for k, p in enumerate(procs, 1)}
+
+
+def part_d(ctx: Context, work: Workload, members: int = 3) -> Row:
+    """``members`` partitioned members (``pipeline.partition`` 1/n … n/n): each subscribes to its own devices'
+    topics, with its own client id, spool, checkpoint, alert state and dead letters (``ctx.pipeline``)."""
     db, prefix = ctx.database(f"d_{work.name.lower()}"), ctx.prefix(f"d-{work.name}")
-    procs = [ctx.pipeline(f"d{k}-{work.name}", db, prefix, group=f"g{ctx.run_id}") for k in (1, 2)]
-    row, _ = _drain_pipelines(ctx, work, "d", procs, db, prefix)
-    row.what = "citytelemetry run, 2 processes, shared subscription"
+    procs = [ctx.pipeline(f"d{k}-{work.name}", db, prefix, partition=f"{k}/{members}")
+             for k in range(1, members + 1)]
+    received: dict[str, float] = {}
+    row, _ = _drain_pipelines(ctx, work, "d", procs, db, prefix,
+                              before_stop=lambda: received.update(member_messages(procs)))
+    n = members
+    row.what = f"citytelemetry run, {n} partitioned members (pipeline.partition 1/{n} … {n}/{n})"
+    row.details += "; messages received per member " + " / ".join(f"{n:,.0f}" for n in received.values())
+    row.figures["member_messages"] = received
     return row
 
 

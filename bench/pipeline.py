@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+from bench.codetree import CodeTree
 from bench.cpu import process_cpu_seconds
 from citytelemetry.compiled import PURE_PYTHON_ENV
 
@@ -49,14 +50,30 @@ class PipelineConfig:
     profiles_dir: Path
     inventory_dir: Path
     work_dir: Path  # cwd of the process (no citytelemetry.toml there) and home of its alert state
-    shared_group: str | None = None
     alerts: bool = True
     mqtt_client: str = "mqtt5"  # mqtt.client: the default source, or "aiomqtt"
     pure_python: bool = False  # import the hot path's sources even where they are compiled
     synthetic: bool = False  # the bench_sensor profiles: generic alert rules only
     http_port: int = 0  # /metrics and /healthz (0: off)
+    partition: str | None = None  # pipeline.partition "k/n": a partitioned member
+    code: CodeTree | None = None  # the pipeline of another git ref (--baseline); None: this tree's
+
+    @property
+    def rules_dir(self) -> Path:
+        if self.code is not None:
+            return self.code.rules_dir
+        return bench_rules_dir(self.work_dir) if self.synthetic else SHIPPED_RULES
 
     def env(self) -> dict[str, str]:
+        """The process's environment; for another ref's code only the settings it knows (``left_out``)."""
+        env = self._env()
+        return env if self.code is None else self.code.env(env)[0]
+
+    def left_out(self) -> list[str]:
+        """Settings this run passes that the other ref's code does not know (its default applies)."""
+        return [] if self.code is None else self.code.env(self._env())[1]
+
+    def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CITYTELEMETRY_")}
         env.update({
             "CITYTELEMETRY_MQTT__URL": self.mqtt_url,
@@ -72,8 +89,7 @@ class PipelineConfig:
             "CITYTELEMETRY_PIPELINE__INVENTORY_DIR": str(self.inventory_dir),
             "CITYTELEMETRY_ALERTS__ENABLED": "true" if self.alerts else "false",
             "CITYTELEMETRY_ALERTS__STATE_FILE": str(self.work_dir / f"alert-state-{self.client_id}.json"),
-            "CITYTELEMETRY_ALERTS__RULES_DIR": str(bench_rules_dir(self.work_dir) if self.synthetic
-                                                   else SHIPPED_RULES),
+            "CITYTELEMETRY_ALERTS__RULES_DIR": str(self.rules_dir),
             # Every file of per-instance state is this process's own: the parts reuse the same devices, and
             # a shared sequence checkpoint made a later part's readings duplicates of an earlier part's.
             "CITYTELEMETRY_PIPELINE__SPOOL_DIR": str(self.work_dir / f"spool-{self.client_id}"),
@@ -81,8 +97,8 @@ class PipelineConfig:
             "CITYTELEMETRY_PIPELINE__DEADLETTER_DIR": str(self.work_dir / f"deadletters-{self.client_id}"),
             "CITYTELEMETRY_STORAGE__CHECKPOINT_FILE": str(self.work_dir / f"rollup-windows-{self.client_id}.json"),
         })
-        if self.shared_group:
-            env["CITYTELEMETRY_MQTT__SHARED_GROUP"] = self.shared_group
+        if self.partition:
+            env["CITYTELEMETRY_PIPELINE__PARTITION"] = self.partition
         if self.pure_python:
             env[PURE_PYTHON_ENV] = "1"
         return env
@@ -117,7 +133,8 @@ class PipelineProcess:
         with self.log_path.open("ab") as log:
             self.started_at = time.monotonic()
             self.ready_at = 0.0
-            self._proc = subprocess.Popen(command(), env=self.config.env(), cwd=self.config.work_dir,
+            argv = command() if self.config.code is None else self.config.code.command()
+            self._proc = subprocess.Popen(argv, env=self.config.env(), cwd=self.config.work_dir,
                                           stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout_s: float = 60.0) -> float:

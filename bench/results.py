@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+BEFORE = "code of"  # in a --baseline row's measurement: "…, code of 7c652b0 (its src, profiles and rules)"
+
 
 @dataclass(slots=True)
 class Row:
@@ -14,6 +16,11 @@ class Row:
     points_per_s: float | None = None
     details: str = ""
     figures: dict[str, float | dict[str, float]] = field(default_factory=dict)  # machine-readable (tests, ratios)
+
+    @property
+    def before(self) -> bool:
+        """Measured with the pipeline of another git ref (``--baseline``)."""
+        return f", {BEFORE} " in self.what
 
 
 def _num(value: float | None) -> str:
@@ -26,12 +33,21 @@ def table(rows: list[Row]) -> str:
                           f"| {r.details} |\n" for r in rows)
 
 
-def find(rows: list[Row], part: str, workload: str, what: str = "", *, synthetic: bool = False) -> Row | None:
+def find(rows: list[Row], part: str, workload: str, what: str = "", *, synthetic: bool = False,
+         before: bool = False) -> Row | None:
     for row in rows:
         if (row.part == part and row.workload == workload and what in row.what
-                and ("synthetic" in row.what) == synthetic):
+                and ("synthetic" in row.what) == synthetic and row.before == before):
             return row
     return None
+
+
+def pure_now(rows: list[Row], workload: str) -> Row | None:
+    """Today's pure-Python (c) row: the pure variant beside a compiled default, else the default itself
+    when the build is pure (then no variant is run and the default's measurement does not say so)."""
+    return find(rows, "c", workload, "pure Python") or next(
+        (r for r in rows if r.part == "c" and r.workload == workload and not r.before
+         and r.what == "citytelemetry run, 1 process (drain backlog)"), None)
 
 
 def best_paho(rows: list[Row], workload: str) -> Row | None:
@@ -42,8 +58,9 @@ def best_paho(rows: list[Row], workload: str) -> Row | None:
 
 
 def ratios(rows: list[Row]) -> list[str]:
-    """(c)/(a), (c)/(b), (d)/(c), the two MQTT sources, compiled / pure and the synthetic row, in points/s,
-    per workload, where both sides were measured in this run."""
+    """(c)/(a), (c)/(b), (d)/(c), the two MQTT sources, compiled / pure, the synthetic row and today's code
+    against a --baseline ref (both pure Python), in points/s, per workload, where both sides were measured
+    in this run."""
     out = []
     for w in ("W1", "W2"):
         c = find(rows, "c", w, "1 process (drain backlog)")
@@ -54,13 +71,28 @@ def ratios(rows: list[Row]) -> list[str]:
                  ("(c)/(a) pipeline / mosquitto_sub", c, find(rows, "a", w, "mosquitto_sub")),
                  ("(c)/(b) pipeline / raw InfluxDB, 1 writer", c, find(rows, "b", w, "1 writer")),
                  ("(c)/(b) pipeline / raw InfluxDB, 2 writers", c, find(rows, "b", w, "2 writers")),
-                 ("(d)/(c) two pipelines / one", find(rows, "d", w), c),
+                 (f"(d)/(c) {_members(find(rows, 'd', w))} / one", find(rows, "d", w), c),
                  ("(c) compiled hot path / pure Python", c, find(rows, "c", w, "pure Python")),
                  ("(c) district / synthetic bench_sensor", c, find(rows, "c", w, synthetic=True))]
+        before, ref = find(rows, "c", w, before=True), ""
+        if before is not None:
+            ref = before.what.split(f", {BEFORE} ")[1].split(" (")[0]
+            pairs.append((f"(c) now / before ({ref}), both pure Python", pure_now(rows, w), before))
         for label, num, den in pairs:
             if num and den and num.points_per_s and den.points_per_s:
                 out.append(f"{w} {label}: {num.points_per_s / den.points_per_s:.2f}")
+        cpu_now, cpu_before = _figure(pure_now(rows, w), "cpu_s_per_100k"), _figure(before, "cpu_s_per_100k")
+        if before is not None and cpu_now and cpu_before:  # CPU is not quantised by the drain's poll interval
+            out.append(f"{w} (c) CPU per point now / before ({ref}), both pure Python: {cpu_now / cpu_before:.2f} "
+                       f"({cpu_now * 10:.1f} / {cpu_before * 10:.1f} µs)")
     return out
+
+
+def _members(row: Row | None) -> str:
+    """Who ran a (d) row, e.g. 3 partitioned members, from its measurement."""
+    if row is None:
+        return "members"
+    return row.what.removeprefix("citytelemetry run, ").split(" (")[0]
 
 
 def _figure(row: Row | None, key: str) -> float | None:
@@ -103,7 +135,7 @@ def targets(rows: list[Row]) -> list[str]:
           unit=" MiB")
     e5 = next((r for r in rows if r.part == "e" and "5000" in r.what), None)
     check("p99 publish -> queryable at 5,000 msg/s", _figure(e5, "p99_ms"), 500, at_least=False, unit=" ms")
-    lost = [_figure(r, "lost") or 0.0 for r in rows if r.part in {"c", "d"}]
+    lost = [_figure(r, "lost") or 0.0 for r in rows if r.part in {"c", "d"} and not r.before]
     short = [(_figure(r, "expected") or 0.0) - (_figure(r, "landed") or 0.0) for r in rows if r.part in {"e", "f", "g"}]
     check("messages lost (c, d lost; e, f, g expected - landed)", sum(lost) + sum(short) if rows else None, 0,
           at_least=False)

@@ -1,4 +1,6 @@
-"""The benchmark harness at a tiny scale: every part produces figures and every count adds up (no timings)."""
+"""The benchmark harness at a tiny scale: every part produces figures and every count adds up (no timings).
+
+Not --baseline: it needs the repository's history (tests/unit/test_bench_codetree.py covers its checkout)."""
 
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ def test_bench_tiny_run_produces_figures_and_exact_counts(tmp_path: Path) -> Non
             assert (row["rejected"], row["lost"]) == (0, 0), row
             assert row["cpu_s_per_100k"] >= 0  # a tiny compiled drain can use less than one 10 ms CPU tick
             assert row["peak_rss_mib"] > 0
-            pipelines = ["pipeline 1", "pipeline 2"] if row["part"] == "d" else ["pipeline 1"]
+            pipelines = ["pipeline 1", "pipeline 2", "pipeline 3"] if row["part"] == "d" else ["pipeline 1"]
             assert sorted(row["cores"]) == sorted([*pipelines, "mosquitto", "influxd"]), row
             # >= 0, not > 0: at this scale a drain can be shorter than the 10 ms tick of /proc/stat
             assert all(cores >= 0 for cores in row["cores"].values()), row
@@ -46,6 +48,11 @@ def test_bench_tiny_run_produces_figures_and_exact_counts(tmp_path: Path) -> Non
             assert "cores busy: pipeline 1 " in row["details"], row
             assert row["gc_longest_ms"] >= 0, row  # scraped from the pipeline's own /metrics
             assert "device_offline" not in row["alerts"], row  # our own drain is not device silence
+        if row["part"] == "d":  # three members, each on its own devices' topics: every message reached one
+            assert row["what"] == "citytelemetry run, 3 partitioned members (pipeline.partition 1/3 … 3/3)", row
+            assert sorted(row["member_messages"]) == ["member 1", "member 2", "member 3"], row
+            assert all(n > 0 for n in row["member_messages"].values()), row
+            assert sum(row["member_messages"].values()) == row["messages"], row
         if row["part"] == "g":
             assert 0 < row["rss_warm_mib"] <= row["peak_rss_mib"], row
             assert 0 < row["rss_end_mib"] <= row["peak_rss_mib"], row
@@ -58,7 +65,7 @@ def test_bench_tiny_run_produces_figures_and_exact_counts(tmp_path: Path) -> Non
     assert "(c)/(a) pipeline / bare paho subscriber, the faster of MQTT 5 / 3.1.1" in recorded
     assert "Targets of issue 15 (this run):" in recorded
     assert "- load: at the start: load average " in recorded
-    assert "(d)/(c)" in recorded
+    assert "(d)/(c) 3 partitioned members / one" in recorded
     compiled = hot_path_compiled()
     assert ("- build: hot path compiled with mypyc" if compiled else "- build: pure Python") in recorded
     pure_rows = [r for r in rows if r["part"] == "c" and "pure Python" in r["what"]]

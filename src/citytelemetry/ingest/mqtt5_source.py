@@ -253,6 +253,7 @@ class Mqtt5Source:
         self.state = SourceState.NEW
         self._protocol: _SessionProtocol | None = None
         self._keepalive: asyncio.Task[None] | None = None
+        self._resubscribing: asyncio.Task[None] | None = None
         self._next_packet_id = 0
         self._publish_slots = asyncio.Semaphore(1)
         self.acks = AckTracker(self._ack)
@@ -364,6 +365,23 @@ class Mqtt5Source:
         return self.acks.in_flight
 
     async def _subscribe(self) -> None:
+        if not self.session_present:
+            await self._change_subscriptions()
+            return
+        # A resumed session already holds our subscriptions, and the broker sends its backlog at CONNACK.
+        # Once that fills our receive maximum, mosquitto 2.0.11 answers nothing more (SUBACK, UNSUBACK,
+        # not even PINGRESP) until we acknowledge, and we acknowledge only what is consumed: awaiting every
+        # batch here timed out each connect, forever (bench part d: partitioned members over 16,000 queued
+        # messages each). So the batches are confirmed while messages flow; a refusal ends the connection.
+        self._resubscribing = asyncio.create_task(self._change_subscriptions(), name="mqtt-resubscribe")
+        self._resubscribing.add_done_callback(self._resubscribed)
+
+    def _resubscribed(self, task: asyncio.Task[None]) -> None:
+        error = None if task.cancelled() else task.exception()
+        if error is not None and self._protocol is not None:
+            self._protocol.fail(error if isinstance(error, BrokerError) else BrokerError(f"re-subscribing: {error}"))
+
+    async def _change_subscriptions(self) -> None:
         # Subscribe first, unsubscribe after: in between, a message matches one or the other and queues.
         refused = await self.subscribe(self._filters)
         if refused:  # at connect a refusal is fatal to this attempt: the member would miss those devices
@@ -438,9 +456,10 @@ class Mqtt5Source:
             return
         self.state = SourceState.CLOSED
         self.acks.close()
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-            await asyncio.gather(self._keepalive, return_exceptions=True)
+        for task in (self._keepalive, self._resubscribing):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         session = self._protocol
         if session is None or session.transport is None:
             return
