@@ -72,6 +72,13 @@ def test_strings_and_booleans_are_written_as_the_general_path_writes_them(values
     assert line == b"m " + ",".join(f"{k}={format_field_value(v)}" for k, v in fields.items()).encode() + b" 1000000"
 
 
+def test_a_string_with_a_comma_stays_one_field() -> None:
+    """Found by hypothesis: the fast path read the comma before a closing quote as a field separator."""
+    fields: dict[str, FieldValue] = {"a": ",", "b": "x,", "c": "x,y", "d": 1.5}
+    line = reading_line(Reading(measurement="m", device_id="d", tags=(), fields=fields, timestamp_ms=1, seq=-1))
+    assert line == b'm a=",",b="x,",c="x,y",d=1.5 1000000'
+
+
 def test_a_device_with_new_tags_gets_its_new_series() -> None:
     old, new = (("site", "a"),), (("site", "b"),)
     for tags, series in ((old, b"m,site=a"), (new, b"m,site=b"), (old, b"m,site=a")):

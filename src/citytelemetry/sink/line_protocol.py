@@ -158,15 +158,18 @@ _PLAIN_STRINGS: dict[str, bool] = {}
 
 
 def _plain_string(value: str) -> bool:
-    """Printable, no quote, no backslash, surely under the 64 KiB cut: JSON and line protocol write it
-    alike (enum states are). Longer strings take the general path, which cuts them."""
+    """Printable, no quote, no backslash, no comma, surely under the 64 KiB cut: JSON and line protocol
+    write it alike (enum states are), and ``_field_text``'s punctuation replacement cannot meet it (a
+    trailing comma before the closing quote reads as a field separator: hypothesis found ``","``).
+    Longer strings take the general path, which cuts them."""
     if len(value) > MAX_STRING_BYTES // 4:  # UTF-8 is at most 4 bytes a character
         return False
     known = _PLAIN_STRINGS.get(value)
     if known is None:
         if len(_PLAIN_STRINGS) >= _CACHE_LIMIT:
             _PLAIN_STRINGS.clear()
-        known = _PLAIN_STRINGS[value] = value.isprintable() and '"' not in value and "\\" not in value
+        known = _PLAIN_STRINGS[value] = (value.isprintable() and '"' not in value and "\\" not in value
+                                          and "," not in value)
     return known
 
 
