@@ -171,16 +171,23 @@ class HampelRule:
             return
         ordered = sorted(values)
         median = ordered[self.window // 2]
-        mad = sorted(abs(x - median) for x in ordered)[self.window // 2]
-        limit = max(self.k * mad, self.floor)
         deviation = abs(v - median)
+        # The limit is at least the floor: within it, no reading is an outlier whatever the MAD, so the
+        # second sort is left out for most readings (normal data stays within the floor).
+        limit = self._limit(ordered, median) if deviation > self.floor else self.floor
         values.append(v)
         streak[0] = streak[0] + 1 if deviation > limit else 0
         active = True if streak[0] >= self.min_outliers else (False if streak[0] == 0 else None)
         subject = self.subjects[reading.device_id]
         if active is True or self.tracker.is_open(self.info, subject):
+            if deviation <= self.floor:
+                limit = self._limit(ordered, median)  # the detail names the real limit
             self.tracker.update(self.info, subject, active, v, median, reading.timestamp_ms,
                                 f"median {median:.4g}, limit ±{limit:.3g}")
+
+    def _limit(self, ordered: list[float], median: float) -> float:
+        mad = sorted(abs(x - median) for x in ordered)[self.window // 2]
+        return max(self.k * mad, self.floor)
 
 
 # --- group rules: over the devices of one compartment or unit -----------------------------------
@@ -408,8 +415,8 @@ class CompletenessRule:
     """Readings received / expected over a window of event time, per site and system. Partitioned: over
     every member, through ``site`` (alerts/peers.py)."""
 
-    __slots__ = ("bucket_ms", "buckets", "clock_start", "expected", "info", "members", "min_ratio", "site",
-                 "tracker", "window_ms")
+    __slots__ = ("bucket_ms", "buckets", "clock_start", "device_buckets", "expected", "info", "members", "min_ratio",
+                 "site", "tracker", "window_ms")
 
     def __init__(self, info: RuleInfo, members: Mapping[str, Subject], expected: Mapping[Subject, float], *,
                  window_s: float, min_ratio: float, tracker: Tracker, clock_start: list[int | None]) -> None:
@@ -418,13 +425,14 @@ class CompletenessRule:
         self.window_ms = int(window_s * 1000)
         self.bucket_ms = max(1000, self.window_ms // 60)
         self.buckets: dict[Subject, dict[int, int]] = {s: {} for s in expected}
+        # device -> its subject's buckets: per reading a str lookup, not a Subject's hash (every label)
+        self.device_buckets = {d: self.buckets[s] for d, s in members.items() if s in self.buckets}
         self.clock_start = clock_start
         self.site: SiteTallies | None = None
 
     def count(self, reading: Reading) -> None:
-        subject = self.members.get(reading.device_id)
-        if subject is not None:
-            buckets = self.buckets[subject]
+        buckets = self.device_buckets.get(reading.device_id)
+        if buckets is not None:
             b = reading.timestamp_ms // self.bucket_ms
             buckets[b] = buckets.get(b, 0) + 1
 
