@@ -94,6 +94,24 @@ def test_a_reading_marks_its_window_in_every_tier_and_late_ones_are_due_at_once(
     assert len(windows) == 1  # the hour is still open
 
 
+def test_a_window_computed_is_marked_again_by_its_next_late_reading() -> None:
+    windows = _windows()
+    now = 10 * HOUR + 30 * MINUTE  # 10:30:00
+    windows.observe([_reading(3 * HOUR + 7)])
+    windows.observe([_reading(3 * HOUR + 9)])  # same windows: nothing new to mark
+    windows.commit()
+    assert sorted(windows.take_due(now, grace_ms=0)) == [
+        Mark("rollup_1h", GAS, DEVICE, 3 * HOUR), Mark("rollup_5m", GAS, DEVICE, 3 * HOUR)]
+    windows.observe([_reading(3 * HOUR + 11)])  # a late one after the computation: both windows again
+    windows.commit()
+    assert sorted(windows.take_due(now, grace_ms=0)) == [
+        Mark("rollup_1h", GAS, DEVICE, 3 * HOUR), Mark("rollup_5m", GAS, DEVICE, 3 * HOUR)]
+    windows.observe([_reading(3 * HOUR + FIVE)])  # the next 5-minute window, the same hour
+    windows.commit()
+    assert sorted(windows.take_due(now, grace_ms=0)) == [
+        Mark("rollup_1h", GAS, DEVICE, 3 * HOUR), Mark("rollup_5m", GAS, DEVICE, 3 * HOUR + FIVE)]
+
+
 def test_marks_survive_a_checkpoint_and_failed_ones_come_back(tmp_path: Path) -> None:
     path = tmp_path / "run" / "windows.json"
     windows = _windows()

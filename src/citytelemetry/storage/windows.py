@@ -31,7 +31,8 @@ class Mark(NamedTuple):
 
 
 class DirtyWindows:
-    __slots__ = ("_all_tiers", "_marks", "_measurements", "_pending", "_tiers", "_window_ms", "changed")
+    __slots__ = ("_all_finest", "_all_tiers", "_finest", "_marks", "_measurements", "_pending", "_seen", "_tiers",
+                 "_window_ms", "changed")
 
     def __init__(self, tiers_by_device: Mapping[str, Sequence[Tier]], measurements: Iterable[str]) -> None:
         self._tiers = {device: tuple((t.name, t.window_ms) for t in tiers) for device, tiers in tiers_by_device.items()}
@@ -42,6 +43,14 @@ class DirtyWindows:
         self._marks: set[Mark] = set()
         self._pending: set[Mark] = set()  # observed, lines not yet in the sink
         self.changed = False  # since the last checkpoint
+        # Most readings fall in the window their device's last one marked. Per device, the start of its
+        # finest window at its last mark: the same start means every tier's window is marked already (the
+        # windows nest), so the reading costs a dict lookup instead of a tuple and a set insert per tier
+        # (3.9k of 89k instructions per W1 message). Valid while marks only leave through take_due and
+        # clear, which forget it. A device's readings carry one measurement (its type).
+        self._finest = {device: _finest(tiers) for device, tiers in self._tiers.items()}
+        self._all_finest = _finest(self._all_tiers)
+        self._seen: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._marks)
@@ -50,11 +59,18 @@ class DirtyWindows:
         """Accepted readings of one message (status records and types unknown at start are skipped)."""
         # Once per accepted reading: plain tuples (a NamedTuple costs a call each; they compare equal).
         add, measurements, tiers, every = self._pending.add, self._measurements, self._tiers, self._all_tiers
+        finest_of, every_finest, seen = self._finest, self._all_finest, self._seen
         for reading in readings:
             measurement = reading.measurement
             if measurement not in measurements:
                 continue
             ts, device = reading.timestamp_ms, reading.device_id
+            finest = finest_of.get(device, every_finest)
+            if finest:
+                start = ts - ts % finest
+                if seen.get(device) == start:
+                    continue
+                seen[device] = start
             for name, window in tiers.get(device, every):
                 add((name, measurement, device, ts - ts % window))  # type: ignore[arg-type]
 
@@ -81,6 +97,7 @@ class DirtyWindows:
         self._marks.difference_update(due)
         if due:
             self.changed = True
+            self._seen.clear()  # a window taken must be marked again by its next reading
         return due
 
     def clear(self) -> int:
@@ -88,6 +105,7 @@ class DirtyWindows:
         dropped = len(self._marks) + len(self._pending)
         self._marks.clear()
         self._pending.clear()
+        self._seen.clear()
         self.changed = True
         return dropped
 
@@ -129,3 +147,12 @@ class DirtyWindows:
         marks = [Mark(str(t), str(m), str(d), int(s)) for t, m, d, s in body["marks"]]
         self.restore(marks)
         return len(marks)
+
+
+def _finest(tiers: Sequence[tuple[str, int]]) -> int:
+    """The smallest window if every other is a multiple of it (they nest), else 0: no shortcut."""
+    windows = [window for _, window in tiers]
+    if not windows:
+        return 0
+    finest = min(windows)
+    return finest if finest > 0 and all(w % finest == 0 for w in windows) else 0
