@@ -99,13 +99,20 @@ class SpooledSink:
                         return
                     await self.spool.wait_committed()
                     continue
-                buffer, drained = self.buffer, self.spool.mark_drained
-                for record_id, lines in await self._next_records(reader, next_id):
-                    if buffer.full():
-                        await buffer.put(lines, functools.partial(drained, record_id))
-                    else:  # the common case without a coroutine per record
-                        buffer.put_nowait(lines, functools.partial(drained, record_id))
-                    next_id = record_id + 1
+                records = await self._next_records(reader, next_id)
+                if not records:
+                    continue
+                # One hand-over per group, not per record: the buffer settles in order, so the group is
+                # drained once its last line is written (a call, a partial and a mark per record cost
+                # ~1.5 us a W1 message).
+                last_id = records[-1][0]
+                lines = records[0][1] if len(records) == 1 else [line for _, group in records for line in group]
+                drained = functools.partial(self.spool.mark_drained, last_id, len(records))
+                if self.buffer.full():
+                    await self.buffer.put(lines, drained)
+                else:  # the common case without a coroutine
+                    self.buffer.put_nowait(lines, drained)
+                next_id = last_id + 1
         finally:
             reader.close()
 

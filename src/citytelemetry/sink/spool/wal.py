@@ -134,9 +134,11 @@ class Spool:
 
     # -- producers -------------------------------------------------------------------------------
     def submit(self, lines: Sequence[bytes], on_durable: OnDurable | None = None) -> None:
-        self._pending.append((lines, on_durable))
-        self._idle.clear()
-        self._wakeup.set()
+        pending = self._pending
+        pending.append((lines, on_durable))
+        if len(pending) == 1:  # the first since the committer took a group: later ones find both done
+            self._idle.clear()
+            self._wakeup.set()
 
     def full(self) -> bool:
         return self._book.undrained_bytes >= self._max_bytes or len(self._pending) >= MAX_PENDING_RECORDS
@@ -220,10 +222,10 @@ class Spool:
         self._committed.set()
 
     # -- draining --------------------------------------------------------------------------------
-    def mark_drained(self, record_id: int) -> None:
-        """Called in id order once a record's lines are in InfluxDB."""
+    def mark_drained(self, record_id: int, records: int = 1) -> None:
+        """Called in id order once the lines of ``records`` records up to ``record_id`` are in InfluxDB."""
         self._book.drained(record_id)
-        self.stats.records_drained += 1
+        self.stats.records_drained += records
         if self._gaps:
             self._update_depth()
         else:  # per record: the common case inline
