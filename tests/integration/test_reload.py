@@ -340,5 +340,16 @@ def test_a_subscription_the_broker_refuses_at_reload_is_reported_in_words_and_co
         assert _metric(metrics, "citytelemetry_subscriptions_refused_total") == 2
         assert _metric(metrics, "citytelemetry_mqtt_connected") == 1  # the connection stays, for every other device
         assert process.terminate() == 0
+
+        # A restart with the refused device still in the inventory: the member connects for every other
+        # device (one device missing from an ACL must not keep them all unread), and says so again.
+        before = len(process.log_file.read_text(errors="replace"))
+        process.start()
+        refusal = f"the broker refused the subscription to {topics[0]} (NOT_AUTHORIZED): its messages reach no member"
+        _wait(lambda: refusal in process.log_file.read_text(errors="replace")[before:], "the refusal logged at the "
+              "restart", 60)
+        _wait(lambda: _metric(_scrape(http_port), "citytelemetry_mqtt_connected") == 1, "connected after the restart")
+        assert _metric(_scrape(http_port), "citytelemetry_subscriptions_refused_total") == 2
+        assert process.terminate() == 0
     finally:
         process.stop_quietly()

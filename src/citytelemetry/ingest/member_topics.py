@@ -112,6 +112,12 @@ class MemberTopics:
         """``source`` connected, subscribed to ``subscribed``; a ``use`` since it was opened is still to follow."""
         self._source, self._held = source, set(subscribed)
 
+    def refused_at_connect(self, topics: Iterable[str]) -> None:
+        """The broker refused these at connect: out of the set, as at a reload (the next reload asks again)."""
+        refused = set(topics)
+        self._filters = [f for f in self._filters if f not in refused]
+        self._held -= refused
+
     def detach(self) -> None:
         self._source, self._held = None, set()
 

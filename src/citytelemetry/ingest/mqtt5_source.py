@@ -243,8 +243,10 @@ class Mqtt5Source:
     """One connection = one session attachment (``BrokerSource``). Re-create it to reconnect."""
 
     def __init__(self, settings: MqttSettings, *, connect_timeout_s: float = 10.0,
-                 topic_filters: list[str] | None = None, unsubscribe: list[str] | None = None) -> None:
+                 topic_filters: list[str] | None = None, unsubscribe: list[str] | None = None,
+                 on_refused: Callable[[list[tuple[str, str]]], None] | None = None) -> None:
         self._settings = settings
+        self._on_refused = on_refused  # told the filters the broker refused at connect (topic, reason)
         self._connect_timeout_s = connect_timeout_s
         # None: the wildcard filters of the topic scheme; a partitioned member gives its devices' topics,
         # and what a resumed session may still hold from another partitioning to unsubscribe.
@@ -384,9 +386,17 @@ class Mqtt5Source:
     async def _change_subscriptions(self) -> None:
         # Subscribe first, unsubscribe after: in between, a message matches one or the other and queues.
         refused = await self.subscribe(self._filters)
-        if refused:  # at connect a refusal is fatal to this attempt: the member would miss those devices
+        if refused and len(refused) == len(self._filters):  # nothing would come: retry, and say why
             topic_filter, code = refused[0]
-            raise BrokerError(f"subscription to {topic_filter!r} refused: {code}")
+            raise BrokerError(f"every subscription refused, e.g. {topic_filter!r}: {code}")
+        if refused:
+            # Some: those devices' messages reach no member until the ACL allows them, but one device missing
+            # from an ACL must not keep every other device of this member unread (as retrying would).
+            for topic_filter, code in refused:
+                log.error("the broker refused the subscription to %s (%s): its messages reach no member; "
+                          "allow it (ACL) and reload", topic_filter, code)
+            if self._on_refused is not None:
+                self._on_refused(refused)
         if self.session_present:
             await self.unsubscribe(self._unsubscribe)
 

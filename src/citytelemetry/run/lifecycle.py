@@ -222,7 +222,8 @@ class Pipeline:
                 topics = self._parts.topics
                 wanted = topics.filters if topics else None
                 async with open_source(self.settings.mqtt, topic_filters=wanted,
-                                       unsubscribe=topics.unsubscribe if topics else None) as source:
+                                       unsubscribe=topics.unsubscribe if topics else None,
+                                       on_refused=self._refused_at_connect) as source:
                     self._attach(source)
                     if topics is not None and wanted is not None:
                         self._follow_topics(topics, source, wanted)
@@ -244,6 +245,11 @@ class Pipeline:
                         await self._stop.wait()
             finally:
                 self._attach(None)
+
+    def _refused_at_connect(self, refused: list[tuple[str, str]]) -> None:
+        self.stats.subscriptions_refused += len(refused)  # the source has logged each
+        if self._parts.topics is not None:
+            self._parts.topics.refused_at_connect(topic for topic, _ in refused)
 
     def _follow_topics(self, topics: MemberTopics, source: BrokerSource, subscribed: list[str]) -> None:
         """A reload that applied while this connection was being opened changed the set it subscribed to:
