@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
+from citytelemetry.cli.times import time_ms
 from citytelemetry.profiles import ProfileError, load_catalog
 from citytelemetry.topics import PREFIX
 from simulators.faults import MAX_PAYLOAD_BYTES, FaultPlanError, parse_fault_counts
@@ -24,19 +25,6 @@ from simulators.publishing import MqttTarget, Progress, PublishError, publish
 from simulators.scenarios import SCENARIOS
 
 MAX_AGE_S = 7 * 86_400  # the pipeline's default pipeline.max_age_s
-
-
-def _start_ms(text: str) -> int:
-    """Epoch milliseconds, or an ISO 8601 time with an offset (``2026-05-28T08:00:00+08:00``)."""
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither epoch milliseconds nor ISO 8601") from None
-    if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset, e.g. Z or +08:00")
-    return int(moment.timestamp() * 1000)
 
 
 def _csv(text: str) -> list[str]:
@@ -60,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, help="messages per second, ignoring the devices' cadence")
     p.add_argument("--batch", type=int, default=1, help="readings per message (batch payload when > 1)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--start", type=_start_ms,
+    p.add_argument("--start", type=time_ms,
                    help="simulated start, epoch ms or ISO 8601 (default: now in real time, else now - duration)")
     p.add_argument("--faults", default="",
                    help="reason=count,... e.g. not_json=2,out_of_range=3; all=N for every reason")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from citytelemetry.alerts.delivery import Notice
 from citytelemetry.alerts.model import Alert, AlertState, RuleInfo, Subject
+from citytelemetry.atomicfile import replace_file
 
 log = logging.getLogger(__name__)
 VERSION = 1
@@ -50,20 +50,7 @@ def encode_state(alerts: Iterable[Alert], last_seen: Mapping[str, int], offline_
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    replace_file(path, data, mode=0o644)
 
 
 def load_state(path: Path, rules: Mapping[str, RuleInfo], subjects: Mapping[str, Subject]) -> SavedState:

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from citytelemetry.cli.times import time_ms
 from citytelemetry.config import Settings
 from citytelemetry.profiles import Catalog, load_catalog
 from citytelemetry.records import Reading
@@ -36,8 +37,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     replay.add_argument("--seed", type=int, default=1)
     replay.add_argument("--whole-district", action="store_true",
                         help="simulate every device, not only those the scenario needs")
-    replay.add_argument("--from", dest="start", type=_time_ms, help="recorded data from (epoch ms or ISO 8601)")
-    replay.add_argument("--to", dest="end", type=_time_ms, help="recorded data until (default: now)")
+    replay.add_argument("--from", dest="start", type=time_ms, help="recorded data from (epoch ms or ISO 8601)")
+    replay.add_argument("--to", dest="end", type=time_ms, help="recorded data until (default: now)")
     replay.add_argument("--type", dest="types", action="append", help="recorded: device type(s) to read")
     replay.add_argument("--rule", dest="rules", action="append", default=[], help="only this rule (alertname)")
     actions.add_parser("firing", help="active alerts in Alertmanager (the state file if it is unreachable)")
@@ -51,18 +52,6 @@ def handle(args: argparse.Namespace, settings: Settings, *, out: TextIO | None =
     if args.alerts_action == "replay":
         return _replay(args, settings, catalog, out)
     return asyncio.run(_firing(settings, catalog, out))
-
-
-def _time_ms(text: str) -> int:
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither epoch milliseconds nor ISO 8601") from None
-    if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset, e.g. Z or +08:00")
-    return int(moment.timestamp() * 1000)
 
 
 def _list(settings: Settings, catalog: Catalog, out: TextIO, *, as_json: bool) -> int:

@@ -51,6 +51,7 @@ from typing import Any
 
 import orjson
 
+from citytelemetry.atomicfile import replace_file
 from citytelemetry.observability.completeness import CompletenessTracker, DeviceCounts
 from citytelemetry.validate.ratelimit import DeviceRateLimit
 from citytelemetry.validate.sequence import TIMESTAMP_MEMORY, DeviceWindow, SequenceTracker
@@ -103,20 +104,7 @@ def encode(document: dict[str, Any]) -> bytes:
 
 def write(path: Path, data: bytes) -> None:
     """Crash-safe replace: the old file or the new one survives, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(path)
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    replace_file(path, data)
 
 
 def read(path: Path) -> dict[str, Any] | None:

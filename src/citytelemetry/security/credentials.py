@@ -15,11 +15,11 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import stat
 from pathlib import Path
 
+from citytelemetry.atomicfile import replace_file
 from citytelemetry.security.errors import InsecureFileError, SecurityError
 
 SECRET_BYTES = 32
@@ -31,15 +31,7 @@ INFLUX = "influx"
 def _write_private(path: Path, data: bytes) -> None:
     """Create ``path`` with mode 0600 from the start (never briefly readable by others), atomically."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # O_CREAT's mode is masked by the umask; an existing tmp keeps its mode
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(path)
+    replace_file(path, data, mode=0o600)
 
 
 def write_private(path: Path, text: str) -> None:

@@ -10,11 +10,11 @@ marks are checkpointed to a JSON file (atomically), so a stop mid-window loses n
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from citytelemetry.atomicfile import replace_file
 from citytelemetry.records import Reading
 from citytelemetry.storage.tiers import Tier
 
@@ -125,13 +125,7 @@ class DirtyWindows:
 
     # -- checkpoint ------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(path.name + ".tmp")
-        with temporary.open("w", encoding="utf-8") as handle:
-            json.dump({"version": _VERSION, "marks": sorted(self._marks)}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.replace(path)
+        replace_file(path, json.dumps({"version": _VERSION, "marks": sorted(self._marks)}).encode(), mode=0o644)
         self.changed = False
 
     def load(self, path: Path) -> int:
