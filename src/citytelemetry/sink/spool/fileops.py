@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+from citytelemetry.atomicfile import replace_file
+
 
 class AppendFile(Protocol):
     """A segment open for appending (O_APPEND): what is written becomes durable at ``sync``."""
@@ -149,12 +151,7 @@ class OsFileOps:
         return path.stat().st_size
 
     def replace(self, path: Path, data: bytes) -> None:
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
+        replace_file(path, data, mode=0o644)  # the rename is made durable too (directory fsync)
 
     def overwrite(self, path: Path, data: bytes) -> None:
         with path.open("r+b") as handle:
