@@ -24,9 +24,9 @@ from citytelemetry.alerts.peers import Report, SiteTallies
 from citytelemetry.config import MqttSettings
 from citytelemetry.ingest.broker import BrokerError, BrokerSource
 from citytelemetry.ingest.factory import open_source
+from citytelemetry.security.mosquitto import peer_user
 
 log = logging.getLogger(__name__)
-SUFFIX = "-peers"
 
 
 def peer_topic(prefix: str, count: int, member: int | str) -> str:
@@ -35,8 +35,8 @@ def peer_topic(prefix: str, count: int, member: int | str) -> str:
 
 def peer_mqtt(mqtt: MqttSettings) -> MqttSettings:
     """The data connection's settings with the peers' client id and account; no persistent session."""
-    username = None if mqtt.username is None else mqtt.username + SUFFIX
-    return mqtt.model_copy(update={"client_id": mqtt.client_id + SUFFIX, "username": username,
+    username = None if mqtt.username is None else peer_user(mqtt.username)
+    return mqtt.model_copy(update={"client_id": peer_user(mqtt.client_id), "username": username,
                                    "session_expiry_s": 0})
 
 

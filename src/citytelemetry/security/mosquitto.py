@@ -71,7 +71,7 @@ class DeviceAccount:
         return f"{base}/{TELEMETRY}", f"{base}/{STATUS}"
 
 
-PEERS_SUFFIX = "-peers"  # as alerts/peerlink.py logs in
+PEERS_SUFFIX = "-peers"  # alerts/peerlink.py logs in with it
 
 
 def peer_user(pipeline_user: str) -> str:
