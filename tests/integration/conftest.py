@@ -104,6 +104,9 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
         service.stop()
 
 
+NOT_AUTHORIZED = 0x87  # PUBACK / SUBACK reason code: the ACL refused it
+
+
 class MqttProbeClient:
     """A blocking paho client for assertions: connect, publish (returns the PUBACK code), subscribe."""
 
@@ -172,3 +175,12 @@ class MqttProbeClient:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+@pytest.fixture
+def clients() -> Iterator[list[MqttProbeClient]]:
+    """Probe clients a test opens, closed after it."""
+    opened: list[MqttProbeClient] = []
+    yield opened
+    for client in opened:
+        client.close()

@@ -36,7 +36,7 @@ from citytelemetry.profiles import Catalog, load_catalog
 from tests.conftest import MqttBroker, influx_query
 
 from .alerting.harness import Webhook, alertmanager_process
-from .conftest import MqttProbeClient, SecureBroker
+from .conftest import NOT_AUTHORIZED, MqttProbeClient, SecureBroker
 from .pipeline_harness import ROOT, wait_for
 from .process_harness import PipelineProcess
 from .test_ordering import Publisher
@@ -47,15 +47,7 @@ SILENT_MEMBER = 3  # 54 of its 114 network devices report every 60 s: under half
 SPEED = 30.0  # simulated seconds per wall second (catch-up detection starts at 100)
 HEALTHY_S, SILENT_S, END_S = 800, 1250, 1500  # event-time phases (s): past completeness's 600 s + 120 s
 COVERAGE = "network_coverage_low"
-NOT_AUTHORIZED = 0x87
 
-
-@pytest.fixture
-def clients() -> Iterator[list[MqttProbeClient]]:
-    opened: list[MqttProbeClient] = []
-    yield opened
-    for client in opened:
-        client.close()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import gc
 import socket
 import ssl
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,10 @@ from citytelemetry.ingest.broker import BrokerError
 from citytelemetry.ingest.factory import open_source
 from citytelemetry.security.tls import LocalPki
 
-from .conftest import MqttProbeClient, SecureBroker
+from .conftest import NOT_AUTHORIZED, MqttProbeClient, SecureBroker
 
 pytestmark = pytest.mark.integration
-NOT_AUTHORIZED = 0x87
 
-
-@pytest.fixture
-def clients() -> Iterator[list[MqttProbeClient]]:
-    opened: list[MqttProbeClient] = []
-    yield opened
-    for client in opened:
-        client.close()
 
 
 def connect(broker: SecureBroker, clients: list[MqttProbeClient], username: str | None, password: str | None, *,

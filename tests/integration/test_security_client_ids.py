@@ -8,7 +8,6 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,13 +19,6 @@ from .pipeline_harness import pipeline_settings, running_pipeline, wait_for
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture
-def clients() -> Iterator[list[MqttProbeClient]]:
-    opened: list[MqttProbeClient] = []
-    yield opened
-    for client in opened:
-        client.close()
 
 
 def _log_lines_since(broker: SecureBroker, offset: int) -> list[str]:

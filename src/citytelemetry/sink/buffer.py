@@ -72,7 +72,7 @@ class BufferedSink:
 
     async def put(self, lines: Sequence[bytes], on_durable: OnDurable | None = None) -> None:
         """Queue lines; waits while the buffer is full, so pressure flows back to the source."""
-        while len(self._lines) >= self._max_buffered:
+        while self.full():
             self._room.clear()
             await self._room.wait()
         self.put_nowait(lines, on_durable)
