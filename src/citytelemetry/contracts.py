@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from citytelemetry.records import Outcome, Reading
+from citytelemetry.records import Delivery, InboundMessage, Outcome, Reading
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -21,20 +21,8 @@ if TYPE_CHECKING:
 OnDurable = Callable[[], None]  # called once, when every line handed over with it is durable
 
 
-class Delivery(Protocol):
-    """The broker-side handle of one message: settle it once its fate is durable downstream."""
-
-    def settle(self) -> None: ...
-
-
-@dataclass(slots=True)  # not frozen: one per message on the hot path (see records.Reading)
-class InboundMessage:
-    """A message as received from the broker, before any interpretation."""
-
-    topic: str
-    payload: bytes
-    received_ms: int
-    delivery: Delivery
+__all__ = ["AlertCounters", "AlertEvaluator", "Delivery", "InboundMessage", "LineWriter", "MessageSource",
+           "OnDurable", "Sink", "Validator"]
 
 
 class MessageSource(Protocol):

@@ -157,7 +157,7 @@ def _field_prefix(name: str) -> str:
 _PLAIN_STRINGS: dict[str, bool] = {}
 
 
-def _plain_string(value: str) -> bool:
+def plain_string(value: str) -> bool:
     """Printable, no quote, no backslash, no comma, surely under the 64 KiB cut: JSON and line protocol
     write it alike (enum states are), and ``_field_text``'s punctuation replacement cannot meet it (a
     trailing comma before the closing quote reads as a field separator: hypothesis found ``","``).
@@ -184,7 +184,7 @@ def _plain_floats(fields: Mapping[str, FieldValue]) -> bool:
             if not -_INF < value < _INF:  # type: ignore[operator]  # NaN fails both comparisons
                 return False
         elif kind is str:
-            if not _plain_string(value):  # type: ignore[arg-type]
+            if not plain_string(value):  # type: ignore[arg-type]
                 return False
         elif kind is not bool:
             return False
@@ -198,8 +198,8 @@ def _plain_floats(fields: Mapping[str, FieldValue]) -> bool:
     return True
 
 
-def _field_text(fields: Mapping[str, FieldValue]) -> bytes:
-    if fields and _plain_floats(fields):
+def _field_text(fields: Mapping[str, FieldValue], plain: bool) -> bytes:
+    if fields and (plain or _plain_floats(fields)):
         # orjson writes {"k1":v1,"k2":"s",...}; with plain keys, finite floats, booleans and strings with no
         # quote (so '":' and ',"' occur only between fields), dropping the JSON punctuation leaves exactly
         # k1=v1,k2="s" (its shortest round-trip floats are valid line protocol floats). Measured: 0.7 µs for
@@ -221,7 +221,7 @@ def reading_line(reading: Reading) -> bytes:
     completeness (gaps, duplicates) can be audited from InfluxDB alone. The validator keeps values, seq
     and time in range; a value that is not raises ``LineRangeError`` (the handler refuses the reading)."""
     series = _device_series(reading.measurement, reading.device_id, reading.tags)
-    fields = _field_text(reading.fields)
+    fields = _field_text(reading.fields, reading.plain)
     timestamp_ns = reading.timestamp_ms * NS_PER_MS
     if reading.seq >= 0:  # status records have no sequence number
         return b"%b %b,%b=%di %d" % (series, fields, _SEQ, reading.seq, timestamp_ns)
