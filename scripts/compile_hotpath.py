@@ -58,6 +58,7 @@ HOT_MODULES = (
     "citytelemetry/run/handler.py",
     # Per message too, each a few interpreted calls a message before (W1 in process, see docs/performance.md):
     "citytelemetry/ingest/acks.py",  # a ticket per message, settled in order
+    "citytelemetry/ingest/inbox.py",  # received packets -> messages, in bulk
     "citytelemetry/storage/windows.py",  # the rollups' dirty windows, marked per reading
     "citytelemetry/sink/spool/records.py",  # the spool's record encoding, per message
 )

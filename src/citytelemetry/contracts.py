@@ -56,6 +56,9 @@ class Sink(Protocol):
 
     def put_nowait(self, lines: Sequence[bytes], on_durable: OnDurable | None = None) -> None: ...
 
+    def put_many_nowait(self, messages: Sequence[tuple[Sequence[bytes], OnDurable]]) -> None:
+        """``put_nowait`` of each (lines, on_durable), in order: one call for the pump's batch of messages."""
+
     async def run(self) -> None:
         """Flush on size or interval until ``close``; then flush once more and return."""
 

@@ -106,7 +106,7 @@ async def test_the_3_1_1_window_holds_publishes_in_the_buffer_until_messages_are
     protocol.connection_made(transport)
     stream = b"".join(publish311("a/b", f"m{i}".encode(), i) for i in range(1, 6)) + b"\xd0\x00"
     protocol.data_received(stream)
-    assert [p.payload for p, _ in protocol.inbox] == [b"m1", b"m2", b"m3"]
+    assert [p.payload for p, _, _ in protocol.inbox] == [b"m1", b"m2", b"m3"]
     assert (protocol.held, transport.calls) == (True, ["pause_reading"])
 
     for _ in range(3):  # consumed, not settled: the window is still full
@@ -118,7 +118,7 @@ async def test_the_3_1_1_window_holds_publishes_in_the_buffer_until_messages_are
 
     unsettled.count = 1  # two settled
     protocol.release()
-    assert [p.payload for p, _ in protocol.inbox] == [b"m4", b"m5"]
+    assert [p.payload for p, _, _ in protocol.inbox] == [b"m4", b"m5"]
     assert protocol.held is False  # the PINGRESP behind them was read too
     assert transport.calls == ["pause_reading", "resume_reading"]
     assert protocol._buffer == bytearray()

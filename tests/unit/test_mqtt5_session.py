@@ -62,7 +62,7 @@ def chunks(data: bytes, sizes: list[int]) -> Iterator[bytes]:
 
 
 def inbox_contents(protocol: _SessionProtocol) -> list[tuple[str, bytes, int | None]]:
-    return [(packet.topic, packet.payload, packet.packet_id) for packet, _ in protocol.inbox]
+    return [(packet.topic, packet.payload, packet.packet_id) for packet, _, _ in protocol.inbox]
 
 
 def failed_with(protocol: _SessionProtocol) -> BrokerError:

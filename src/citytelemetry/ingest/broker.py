@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from citytelemetry.config import MqttSettings
-from citytelemetry.contracts import MessageSource
+from citytelemetry.contracts import InboundMessage, MessageSource
 from citytelemetry.topics import subscriptions
 
 
@@ -58,6 +58,16 @@ class BrokerSource(MessageSource, Protocol):
     @property
     def in_flight(self) -> int:
         """Messages received on this connection and not yet acknowledged."""
+
+    def take_ready(self, limit: int) -> list[InboundMessage]:
+        """Up to ``limit`` received messages without waiting ([] if none); raises ``BrokerError`` once the
+        connection is lost. The pump's way in (``messages()`` yields the same, one at a time)."""
+
+    async def wait_ready(self) -> None:
+        """Until a message is received or the connection is lost."""
+
+    def check(self) -> None:
+        """Raise ``BrokerError`` if the connection was lost."""
 
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1, timeout_s: float = 5.0) -> None:
         """Publish and, for QoS 1, wait for the broker's PUBACK; raises ``BrokerError``."""

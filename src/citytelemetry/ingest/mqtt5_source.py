@@ -10,8 +10,8 @@ let us control anyway (manual acks reach into paho):
 - CONNECT with ``clean_start=False``, a session expiry and our receive maximum; CONNACK checked.
 - SUBSCRIBE at QoS 1, SUBACK checked filter by filter; ``subscribe``/``unsubscribe`` change the set on
   the open connection (a partitioned member after a reload: ``ingest.member``).
-- QoS 1 PUBLISH in; PUBACKs only when settled, in receive order (``AckTracker``), coalesced into one
-  socket write per event-loop turn.
+- QoS 1 PUBLISH in; PUBACKs only when settled, in receive order (``AckTracker``, which also writes
+  them), coalesced into one socket write per event-loop turn.
 - Back-pressure: socket reads pause while ``receive_maximum`` messages wait to be consumed, so memory is
   bounded by the window even if a broker sends more than it should.
 - Keepalive: PINGREQ every half interval; the connection is declared dead if the broker sends
@@ -40,6 +40,7 @@ import mqtt5
 
 from citytelemetry.config import MqttSettings
 from citytelemetry.contracts import InboundMessage
+from citytelemetry.ingest import inbox as inbox_
 from citytelemetry.ingest import mqtt311, partition
 from citytelemetry.ingest.acks import AckTracker
 from citytelemetry.ingest.broker import (
@@ -57,14 +58,17 @@ log = logging.getLogger(__name__)
 DISCONNECT_WAIT_S = 2.0
 FAILURE = 0x80  # MQTT 5 reason codes from 0x80 up are failures
 V5, V311 = "5", "3.1.1"
+TAKE_AT_ONCE = 256  # messages ``messages()`` takes from the session per step
 ATTEMPTS = {"5": (V5,), "3.1.1": (V311,), "auto": (V5, V311)}  # mqtt.protocol -> versions to try, in order
 
 
 class _SessionProtocol(asyncio.Protocol):
     """Bytes in -> packets; PUBLISH packets queue in ``inbox`` for ``Mqtt5Source.messages``."""
 
-    def __init__(self, high_water: int, *, version: str = V5, unsettled: Callable[[], int] | None = None) -> None:
+    def __init__(self, high_water: int, *, version: str = V5, unsettled: Callable[[], int] | None = None,
+                 acks: AckTracker | None = None) -> None:
         self._buffer = bytearray()
+        self._acks = acks  # the PUBACKs due go out with every write
         self._high_water = high_water
         self._low_water = high_water // 2
         self.version = version
@@ -72,7 +76,7 @@ class _SessionProtocol(asyncio.Protocol):
         # MQTT 3.1.1: our own receive window (received + unsettled); MQTT 5: the broker keeps it.
         self._unsettled = unsettled if version == V311 else None
         self.transport: asyncio.Transport | None = None
-        self.inbox: deque[tuple[mqtt5.PublishPacket, int]] = deque()
+        self.inbox: inbox_.Inbox = deque()
         self.paused = False  # reading paused: the inbox is at high water
         self.held = False  # reading paused: the 3.1.1 window is full (PUBLISHes wait in the buffer)
         self.last_received = time.monotonic()
@@ -124,12 +128,13 @@ class _SessionProtocol(asyncio.Protocol):
                 except IndexError:  # the rest of a packet is still on its way
                     break
                 if type(packet) is publish:
-                    if packet.qos.value > 1:
+                    qos = packet.qos.value
+                    if qos > 1:
                         raise ValueError("QoS 2 PUBLISH on our QoS 1 subscription (the broker must downgrade)")
                     if unsettled is not None and len(inbox) + unsettled() >= window:
                         self._hold()  # this PUBLISH and what follows stay in the buffer
                         break
-                    inbox.append((packet, received_ms))
+                    inbox.append((packet, qos, received_ms))
                 else:
                     self._control(packet)
                 offset += size
@@ -224,19 +229,28 @@ class _SessionProtocol(asyncio.Protocol):
 
     # -- writing ---------------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
-        """Queue bytes for this loop turn's single write: PUBACKs settle in bursts of one group commit."""
+        """Queue bytes for this loop turn's single write."""
         self._outgoing.append(data)
+        self.schedule_flush()
+
+    def schedule_flush(self) -> None:
+        """One write per loop turn: PUBACKs settle in bursts of one group commit (``AckTracker.outgoing``)."""
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         self._flush_scheduled = False
+        acks = self._acks
+        if acks is not None and acks.outgoing:
+            self._outgoing.append(acks.take())
         if self._outgoing and self.transport is not None and not self.transport.is_closing():
             if self.before_write is not None:
                 self.before_write()
             self.transport.write(b"".join(self._outgoing))
         self._outgoing.clear()
+        if self.held:  # 3.1.1: what was acknowledged frees our own receive window
+            self.release()
 
 
 class Mqtt5Source:
@@ -258,7 +272,7 @@ class Mqtt5Source:
         self._resubscribing: asyncio.Task[None] | None = None
         self._next_packet_id = 0
         self._publish_slots = asyncio.Semaphore(1)
-        self.acks = AckTracker(self._ack)
+        self.acks = AckTracker(self._acks_due)
         self.session_present = False
         self.before_write: Callable[[], None] | None = None  # called before every write to the broker
 
@@ -271,12 +285,10 @@ class Mqtt5Source:
             raise BrokerError("not connected")
         return self._protocol
 
-    def _ack(self, mid: int, qos: int) -> None:
+    def _acks_due(self) -> None:
         session = self._protocol
-        if qos == 1 and session is not None:
-            session.send(mqtt5.PubAckPacket(mid).write())  # the same bytes in 3.1.1
-            if session.held:
-                session.release()
+        if session is not None:
+            session.schedule_flush()
 
     def _packet_id(self, session: _SessionProtocol) -> int:
         while True:
@@ -336,7 +348,8 @@ class Mqtt5Source:
         context = tls_context(settings)
         loop = asyncio.get_running_loop()
         _, protocol = await loop.create_connection(
-            lambda: _SessionProtocol(settings.receive_maximum, version=version, unsettled=self._unsettled),
+            lambda: _SessionProtocol(settings.receive_maximum, version=version, unsettled=self._unsettled,
+                                     acks=self.acks),
             settings.host, settings.port, ssl=context, server_hostname=settings.host if context else None)
         self._protocol = protocol
         protocol.before_write = self._before_write
@@ -494,21 +507,37 @@ class Mqtt5Source:
             await session.closed
 
     # -- data ------------------------------------------------------------------------------------
-    async def messages(self) -> AsyncIterator[InboundMessage]:
+    def take_ready(self, limit: int) -> list[InboundMessage]:
+        """Up to ``limit`` received messages, without waiting ([] if none); raises the session's error.
+        After a connection loss what is still queued is dropped: it was never acknowledged, so the
+        broker redelivers it on the next session."""
         session = self._session()
-        inbox, track, consumed = session.inbox, self.acks.track, session.consumed
+        if session.error is not None:
+            raise session.error
+        taken = inbox_.take(session.inbox, self.acks, limit)
+        if taken:
+            session.consumed()
+        return taken
+
+    async def wait_ready(self) -> None:
+        """Until a message is received or the connection is lost."""
+        await self._session().wait_for_messages()
+
+    def check(self) -> None:
+        """Raise the session's error if the connection was lost (after the consumer awaited)."""
+        session = self._session()
+        if session.error is not None:
+            raise session.error
+
+    async def messages(self) -> AsyncIterator[InboundMessage]:
         while True:
-            # After a connection loss what is still queued is dropped: it was never acknowledged, so
-            # the broker redelivers it on the next session.
-            if session.error is not None:
-                raise session.error
-            if not inbox:
-                await session.wait_for_messages()
+            taken = self.take_ready(TAKE_AT_ONCE)
+            if not taken:
+                await self.wait_ready()
                 continue
-            packet, received_ms = inbox.popleft()
-            consumed()
-            delivery = track(packet.packet_id or 0, packet.qos.value)
-            yield InboundMessage(packet.topic, packet.payload, received_ms, delivery)
+            for message in taken:
+                self.check()  # not one more message from a lost connection
+                yield message
 
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1, timeout_s: float = 5.0) -> None:
         session = self._session()

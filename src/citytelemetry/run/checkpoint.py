@@ -167,7 +167,7 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.number = 0
-        self._entries: list[str] = []
+        self.entries: list[str] = []  # "<device> <seq> <ts>\n"; the handler appends here itself (per reading)
         self._fd: int | None = None
 
     def file(self, number: int) -> Path:
@@ -182,13 +182,13 @@ class Journal:
         self._fd = os.open(self.file(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
 
     def record(self, device_id: str, seq: int, timestamp_ms: int) -> None:
-        self._entries.append(f"{device_id} {seq} {timestamp_ms}\n")
+        self.entries.append(f"{device_id} {seq} {timestamp_ms}\n")
 
     def flush(self) -> None:
         """Called before the source writes to the broker (so before a PUBACK goes out)."""
-        if self._entries and self._fd is not None:
-            data = "".join(self._entries).encode()
-            self._entries.clear()
+        if self.entries and self._fd is not None:
+            data = "".join(self.entries).encode()
+            self.entries.clear()
             os.write(self._fd, data)
 
     def close(self) -> None:

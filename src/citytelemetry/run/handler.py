@@ -10,10 +10,11 @@ of coroutines so that scripts/compile_hotpath.py can compile it with mypyc.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from citytelemetry.contracts import AlertEvaluator, InboundMessage, OnDurable, Validator
+from citytelemetry.contracts import AlertEvaluator, InboundMessage, OnDurable, Sink, Validator
 from citytelemetry.deadletters.outlet import DeadLetterOutlet
 from citytelemetry.deadletters.summary import DeadLetter, summarize
 from citytelemetry.ingest.broker import BrokerSource
@@ -54,6 +55,23 @@ class MessageHandler:
         self.journal: Journal | None = None  # readings made durable, recorded before their PUBACKs
 
     def __call__(self, message: InboundMessage) -> tuple[list[bytes], OnDurable]:
+        return self.handle(message)
+
+    def hand_over(self, messages: list[InboundMessage], start: int, sink: Sink, until: float) -> int:
+        """Handle ``messages[start:]`` and put their lines into ``sink`` in one call, until the pump's
+        time slice ends at ``until`` (monotonic); returns the index of the first message not handled.
+        The pump checks ``sink.full()`` before: a batch may overshoot the bound by its own size."""
+        handled: list[tuple[Sequence[bytes], OnDurable]] = []
+        index, end = start, len(messages)
+        while index < end:
+            handled.append(self.handle(messages[index]))
+            index += 1
+            if time.monotonic() >= until:
+                break
+        sink.put_many_nowait(handled)
+        return index
+
+    def handle(self, message: InboundMessage) -> tuple[list[bytes], OnDurable]:
         stats = self.stats
         stats.messages_received += 1
         outcome = self._validate(message)
@@ -95,10 +113,11 @@ class MessageHandler:
     def _landed(self, sequenced: list[tuple[str, int, int]], system: str) -> None:
         self.stats.readings_landed[system] += len(sequenced)
         completeness, journal = self.completeness, self.journal
+        entries = journal.entries if journal is not None else None  # Journal.record's format, without its call
         for device_id, seq, timestamp_ms in sequenced:
             completeness.landed(device_id, seq, timestamp_ms)
-            if journal is not None:
-                journal.record(device_id, seq, timestamp_ms)
+            if entries is not None:
+                entries.append(f"{device_id} {seq} {timestamp_ms}\n")
         pending = self.pending
         if pending and pending[0] is sequenced:  # settled in the order handled: always, in practice
             pending.popleft()

@@ -93,6 +93,10 @@ class BufferedSink:
             self._empty.clear()
             self._data.set()
 
+    def put_many_nowait(self, messages: Sequence[tuple[Sequence[bytes], OnDurable]]) -> None:
+        for lines, on_durable in messages:
+            self.put_nowait(lines, on_durable)
+
     @property
     def pending(self) -> int:
         return len(self._lines)

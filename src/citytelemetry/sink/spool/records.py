@@ -48,6 +48,20 @@ def encode(record_id: int, lines: Sequence[bytes], appended_ms: int) -> bytes:
     return HEADER.pack(record_id, len(payload), zlib.crc32(payload), appended_ms) + payload
 
 
+def encode_group(first_id: int, group: Sequence[tuple[Sequence[bytes], object]], appended_ms: int) -> bytes:
+    """The records of one commit group (ids from ``first_id`` on), as ``encode`` writes each, joined; a
+    one-line record is its line, without a join (W1: every record)."""
+    parts: list[bytes] = []
+    record_id = first_id
+    crc32, pack = zlib.crc32, HEADER.pack
+    for lines, _ in group:
+        payload = lines[0] if len(lines) == 1 else b"\n".join(lines)
+        parts.append(pack(record_id, len(payload), crc32(payload), appended_ms))
+        parts.append(payload)
+        record_id += 1
+    return b"".join(parts)
+
+
 def segment_path(directory: Path, first_id: int) -> Path:
     return directory / f"seg-{first_id:016d}.log"
 

@@ -45,6 +45,9 @@ class SpooledSink:
     def put_nowait(self, lines: Sequence[bytes], on_durable: OnDurable | None = None) -> None:
         self.spool.submit(lines, on_durable)
 
+    def put_many_nowait(self, messages: Sequence[tuple[Sequence[bytes], OnDurable]]) -> None:
+        self.spool.submit_many(messages)
+
     def full(self) -> bool:
         return self.spool.full()
 

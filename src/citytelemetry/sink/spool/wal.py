@@ -140,6 +140,17 @@ class Spool:
             self._idle.clear()
             self._wakeup.set()
 
+    def submit_many(self, messages: Sequence[tuple[Sequence[bytes], OnDurable | None]]) -> None:
+        """``submit`` of each, in order (the pump's batch: one call, not one per message)."""
+        if not messages:
+            return
+        pending = self._pending
+        first = not pending
+        pending.extend(messages)
+        if first:
+            self._idle.clear()
+            self._wakeup.set()
+
     def full(self) -> bool:
         return self._book.undrained_bytes >= self._max_bytes or len(self._pending) >= MAX_PENDING_RECORDS
 
@@ -176,7 +187,7 @@ class Spool:
             group, self._pending = self._pending, []
             now_ms = self._clock_ms()
             first = self.next_id
-            data = b"".join(records.encode(first + i, lines, now_ms) for i, (lines, _) in enumerate(group))
+            data = records.encode_group(first, group, now_ms)
             await self._append(first, data, len(group))
             self._committed_group(first, group, now_ms, len(data))
 
