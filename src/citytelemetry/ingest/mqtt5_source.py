@@ -114,30 +114,22 @@ class _SessionProtocol(asyncio.Protocol):
 
     def _read_packets(self, buffer: bytearray, received_ms: int) -> int:
         """Decode every complete packet in ``buffer``; returns how many bytes they took."""
-        inbox, offset, read, publish = self.inbox, 0, self._read, mqtt5.PublishPacket
-        window, unsettled = self._high_water, self._unsettled
+        offset = 0
+        unsettled = self._unsettled  # 3.1.1: PUBLISHes beyond our window stay in the buffer
+        room = -1 if unsettled is None else max(0, self._high_water - len(self.inbox) - unsettled())
+        controls: list[mqtt5.Packet] = []
         with memoryview(buffer) as view:
             if not self.connack.done() and self.version == V5:
                 either = mqtt311.connack_of_either(view)  # a 3.1.1-only broker's refusal
                 if either is not None:
                     self._control(either[0])
                     offset = either[1]
-            while offset < len(buffer):
-                try:
-                    packet, size = read(view[offset:])
-                except IndexError:  # the rest of a packet is still on its way
-                    break
-                if type(packet) is publish:
-                    qos = packet.qos.value
-                    if qos > 1:
-                        raise ValueError("QoS 2 PUBLISH on our QoS 1 subscription (the broker must downgrade)")
-                    if unsettled is not None and len(inbox) + unsettled() >= window:
-                        self._hold()  # this PUBLISH and what follows stay in the buffer
-                        break
-                    inbox.append((packet, qos, received_ms))
-                else:
-                    self._control(packet)
-                offset += size
+            offset, full = inbox_.read_packets(view, offset, self._read, mqtt5.PublishPacket, self.inbox,
+                                               received_ms, room, controls)
+        for packet in controls:
+            self._control(packet)
+        if full:
+            self._hold()  # this PUBLISH and what follows stay in the buffer
         return offset
 
     def _hold(self) -> None:
