@@ -78,13 +78,13 @@ class MessageValidator:
     """Validates against the catalog; compiled field checks per device type. Never raises on input."""
 
     def __init__(self, catalog: Catalog, limits: Limits, *, topic_prefix: str = "ct/v1",
-                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 clock_ms: Callable[[], int] | None = None,
                  rate_limit: DeviceRateLimit | None = None, sequence_window: int = DEFAULT_WINDOW) -> None:
         self._rate_limit = rate_limit
         self._catalog = catalog
         self._limits = limits
         self._prefix = topic_prefix
-        self._clock_ms = clock_ms
+        self._clock = clock_ms  # None: the wall clock, read inline (a call through a lambda: ~900 instructions)
         self._checks: dict[str, dict[str, FieldCheck]] = {
             name: {key: compile_check(key, m) for key, m in profile.measurements.items()}
             for name, profile in catalog.profiles.items()
@@ -164,7 +164,7 @@ class MessageValidator:
         if len(readings) > self._limits.max_readings_per_message:
             raise _ReadingRejected(Reason.TOO_MANY_READINGS,
                                    f"{len(readings)} readings > limit {self._limits.max_readings_per_message}")
-        now_ms = self._clock_ms()
+        now_ms = self._now_ms()
         for raw in readings:
             try:
                 self._reading(device, raw, now_ms, message, outcome)
@@ -199,6 +199,10 @@ class MessageValidator:
                 limit.take(device.id, ts / 1000)
             self.sequences.accept(device.id, seq, ts)
             outcome.readings.append(Reading(device.type, device.id, device.tags, fields, ts, seq, plain))
+
+    def _now_ms(self) -> int:
+        clock = self._clock
+        return time.time_ns() // 1_000_000 if clock is None else clock()
 
     def _in_window(self, ts: int, now_ms: int) -> int:
         if ts > now_ms + self._limits.max_future_s * 1000:
@@ -238,7 +242,7 @@ class MessageValidator:
         if type(state) is not str or state not in STATUS_STATES:
             raise _ReadingRejected(Reason.BAD_SCHEMA, 'status needs "state": "online" or "offline"')
         # A last will carries no timestamp: the broker's delivery time is the best we have.
-        ts = (self._in_window(_parse_timestamp(data["ts"]), self._clock_ms()) if "ts" in data
+        ts = (self._in_window(_parse_timestamp(data["ts"]), self._now_ms()) if "ts" in data
               else message.received_ms)
         outcome.readings.append(Reading(DEVICE_STATUS, device.id, device.tags,
                                         {"state": state, "online": state == "online"}, ts, -1, plain=True))
