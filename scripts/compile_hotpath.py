@@ -61,6 +61,7 @@ HOT_MODULES = (
     "citytelemetry/ingest/inbox.py",  # received packets -> messages, in bulk
     "citytelemetry/storage/windows.py",  # the rollups' dirty windows, marked per reading
     "citytelemetry/sink/spool/records.py",  # the spool's record encoding, per message
+    "citytelemetry/sink/spool/recent.py",  # committed records on their way to the feeder, per message
 )
 
 

@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections import deque
 from collections.abc import Sequence
 
 from citytelemetry.contracts import OnDurable
 from citytelemetry.sink.buffer import BufferedSink
 from citytelemetry.sink.spool.reader import SegmentReader
+from citytelemetry.sink.spool.recent import RecentRecords, joined_lines
 from citytelemetry.sink.spool.wal import Spool
 
 log = logging.getLogger(__name__)
@@ -29,13 +29,11 @@ class SpooledSink:
         self.spool = spool
         self.buffer = buffer
         self.stats = buffer.stats
-        self._memory_lines = memory_lines
         self._read_lines = read_lines
         self._checkpoint_every_s = checkpoint_every_s
-        self._recent: deque[tuple[int, Sequence[bytes]]] = deque()
-        self._recent_lines = 0
+        self._recent = RecentRecords(memory_lines)
         self._final = False  # set once the spool is closed: feed what is committed, then stop
-        spool.on_commit = self._keep_in_memory
+        spool.on_commit = self._recent.keep
 
     # -- producer side (same shape as BufferedSink) ----------------------------------------------
     async def put(self, lines: Sequence[bytes], on_durable: OnDurable | None = None) -> None:
@@ -83,13 +81,6 @@ class SpooledSink:
     async def close(self) -> None:
         await self.spool.close()
 
-    def _keep_in_memory(self, committed: list[tuple[int, Sequence[bytes]]]) -> None:
-        for record_id, lines in committed:
-            if self._recent_lines >= self._memory_lines:
-                return  # the feeder reads these back from disk
-            self._recent.append((record_id, lines))
-            self._recent_lines += len(lines)
-
     async def _feed(self) -> None:
         """Move committed records, in id order, into the InfluxDB buffer."""
         reader = self.spool.reader()
@@ -109,7 +100,7 @@ class SpooledSink:
                 # drained once its last line is written (a call, a partial and a mark per record cost
                 # ~1.5 us a W1 message).
                 last_id = records[-1][0]
-                lines = records[0][1] if len(records) == 1 else [line for _, group in records for line in group]
+                lines = joined_lines(records)
                 drained = functools.partial(self.spool.mark_drained, last_id, len(records))
                 if self.buffer.full():
                     await self.buffer.put(lines, drained)
@@ -120,16 +111,8 @@ class SpooledSink:
             reader.close()
 
     async def _next_records(self, reader: SegmentReader, next_id: int) -> list[tuple[int, Sequence[bytes]]]:
-        while self._recent and self._recent[0][0] < next_id:
-            self._recent_lines -= len(self._recent.popleft()[1])
-        if self._recent and self._recent[0][0] == next_id:
-            # Every consecutive record in memory at once: one await per group commit, not per record.
-            batch: list[tuple[int, Sequence[bytes]]] = []
-            while self._recent and self._recent[0][0] == next_id:
-                record = self._recent.popleft()
-                self._recent_lines -= len(record[1])
-                batch.append(record)
-                next_id += 1
+        batch = self._recent.take(next_id)  # every consecutive record in memory: one await per group commit
+        if batch:
             return batch
         found = await asyncio.to_thread(self.spool.read_range, reader, next_id, self._read_lines)
         return [(r.id, r.lines) for r in found]

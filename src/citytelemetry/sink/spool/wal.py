@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from citytelemetry.contracts import OnDurable
 from citytelemetry.sink.backoff import Backoff
-from citytelemetry.sink.spool import records
+from citytelemetry.sink.spool import recent, records
 from citytelemetry.sink.spool.drain import DrainBook
 from citytelemetry.sink.spool.errors import SpoolError
 from citytelemetry.sink.spool.fileops import FileOps, Lock, OsFileOps
@@ -85,7 +85,7 @@ class Spool:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
-        self.on_commit: Callable[[list[tuple[int, Sequence[bytes]]]], None] | None = None
+        self.on_commit: Callable[[int, recent.Group], None] | None = None  # (first id, group) once durable
 
     @property
     def drained_id(self) -> int:
@@ -224,10 +224,8 @@ class Spool:
         self.stats.last_error = ""
         self._book.committed(self.next_id - 1, now_ms, size)
         if self.on_commit is not None:
-            self.on_commit([(first + i, lines) for i, (lines, _) in enumerate(group)])
-        for _, on_durable in group:
-            if on_durable is not None:
-                on_durable()
+            self.on_commit(first, group)
+        recent.settle(group)
         if not self.full():
             self._room.set()
         self._committed.set()
