@@ -17,11 +17,10 @@ from citytelemetry.alerts import scope
 from citytelemetry.alerts.bands import clear_level, flat_line_limits
 from citytelemetry.alerts.lifecycle import Tracker
 from citytelemetry.alerts.model import RuleInfo, Severity, Subject
+from citytelemetry.alerts.rules import ReadingRule
 from citytelemetry.profiles import Catalog, RegisteredDevice
 from citytelemetry.profiles.models import Measurement, ValueType
-from citytelemetry.records import Reading
 
-ReadingRule = Callable[[Reading], None]
 TimeRule = Callable[[int], None]
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from citytelemetry.alerts.clock import EventClock
-from citytelemetry.alerts.compile import ReadingRule, RuleSet
+from citytelemetry.alerts.compile import RuleSet
 from citytelemetry.alerts.lifecycle import Tracker
+from citytelemetry.alerts.rules import ReadingRule
 from citytelemetry.measurements import DEVICE_STATUS
 from citytelemetry.records import Reading
 
@@ -50,10 +51,11 @@ class ReadingObserver:
                 continue
             self.readings += 1
             presence.heard(reading.device_id, now)
+            # rule.__call__(reading), not rule(reading): mypyc calls the former through the native vtable
             for rule in by_type.get(reading.measurement, ()):
-                rule(reading)
+                rule.__call__(reading)
             for count in every:
-                count(reading)
+                count.__call__(reading)
 
     def _on_start(self, now_ms: int) -> None:
         for device_id in self.early_offline:

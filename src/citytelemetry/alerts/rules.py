@@ -23,6 +23,16 @@ if TYPE_CHECKING:
 MAD_SCALE = 1.4826  # MAD x 1.4826 estimates the standard deviation of normal data
 
 
+class ReadingRule:
+    """A rule over single readings. A native base class rather than a ``Callable``: mypyc calls
+    ``rule.__call__(reading)`` on it through the vtable, without Python's call protocol."""
+
+    __slots__ = ()
+
+    def __call__(self, reading: Reading) -> None:
+        raise NotImplementedError
+
+
 def _number(value: FieldValue | None) -> float | None:
     """Numbers only: bool is an int in Python but never a level."""
     cls = value.__class__
@@ -31,7 +41,7 @@ def _number(value: FieldValue | None) -> float | None:
     return None
 
 
-class Threshold:
+class Threshold(ReadingRule):
     """A profile level on one side: fires past ``level``, clears back past ``clear`` (hysteresis)."""
 
     __slots__ = ("clear", "field", "high", "info", "level", "subjects", "tracker")
@@ -58,7 +68,7 @@ class Threshold:
                            self.level, reading.timestamp_ms)
 
 
-class States:
+class States(ReadingRule):
     """An enum in one of the profile's warning or critical states."""
 
     __slots__ = ("field", "info", "states", "subjects", "tracker")
@@ -79,7 +89,7 @@ class States:
                                 str(state))
 
 
-class RateOfChange:
+class RateOfChange(ReadingRule):
     """Slope over a window of device time, in units per minute; rise (or fall) at ``per_min`` or faster."""
 
     __slots__ = ("clear", "field", "history", "info", "min_span_ms", "per_min", "sign", "subjects", "tracker",
@@ -116,7 +126,7 @@ class RateOfChange:
             self.tracker.update(self.info, subject, active, rate, self.per_min, ts)
 
 
-class FlatLine:
+class FlatLine(ReadingRule):
     """QARTOD flat-line: the same value (within ``tolerance``) for ``min_count`` readings and ``min_duration``."""
 
     __slots__ = ("field", "info", "min_count", "min_duration_ms", "runs", "subjects", "tolerance", "tracker")
@@ -145,7 +155,7 @@ class FlatLine:
             self.tracker.update(self.info, subject, active, v, None, ts, f"{held_ms / 1000:.0f} s")
 
 
-class HampelRule:
+class HampelRule(ReadingRule):
     """Hampel filter: |x - median| > max(k x 1.4826 x MAD, floor) over the previous ``window`` values,
     for ``min_outliers`` readings in a row. Outliers enter the window, so a level shift is absorbed."""
 
@@ -216,7 +226,7 @@ class Test:
         return v <= self.below or (was and self.clear is not None and v <= self.clear)
 
 
-class Composite:
+class Composite(ReadingRule):
     """Every condition holds at once, each for at least one (fresh) device of the group."""
 
     __slots__ = ("groups", "info", "latest", "max_age_ms", "tests", "tracker")
@@ -262,7 +272,7 @@ class Composite:
         return None if first is None else (first.above if first.above is not None else first.below)
 
 
-class NeighbourSpread:
+class NeighbourSpread(ReadingRule):
     """Sensors of one type in one group disagree: max - min of their fresh latest values."""
 
     __slots__ = ("clear", "field", "groups", "info", "latest", "limit", "max_age_ms", "tracker")
@@ -411,12 +421,27 @@ class CoverageRule:
                 self.tracker.update(self.info, subject, active, 100 * ratio, 100 * self.min_ratio, now_ms, detail)
 
 
+class CompletenessCount(ReadingRule):
+    """The per-reading half of ``CompletenessRule``: one more reading in its subject's bucket."""
+
+    __slots__ = ("bucket_ms", "device_buckets")
+
+    def __init__(self, device_buckets: dict[str, dict[int, int]], bucket_ms: int) -> None:
+        self.device_buckets, self.bucket_ms = device_buckets, bucket_ms
+
+    def __call__(self, reading: Reading) -> None:
+        buckets = self.device_buckets.get(reading.device_id)
+        if buckets is not None:
+            b = reading.timestamp_ms // self.bucket_ms
+            buckets[b] = buckets.get(b, 0) + 1
+
+
 class CompletenessRule:
     """Readings received / expected over a window of event time, per site and system. Partitioned: over
     every member, through ``site`` (alerts/peers.py)."""
 
-    __slots__ = ("bucket_ms", "buckets", "clock_start", "device_buckets", "expected", "info", "members", "min_ratio",
-                 "site", "tracker", "window_ms")
+    __slots__ = ("bucket_ms", "buckets", "clock_start", "count", "expected", "info", "members", "min_ratio", "site",
+                 "tracker", "window_ms")
 
     def __init__(self, info: RuleInfo, members: Mapping[str, Subject], expected: Mapping[Subject, float], *,
                  window_s: float, min_ratio: float, tracker: Tracker, clock_start: list[int | None]) -> None:
@@ -426,15 +451,10 @@ class CompletenessRule:
         self.bucket_ms = max(1000, self.window_ms // 60)
         self.buckets: dict[Subject, dict[int, int]] = {s: {} for s in expected}
         # device -> its subject's buckets: per reading a str lookup, not a Subject's hash (every label)
-        self.device_buckets = {d: self.buckets[s] for d, s in members.items() if s in self.buckets}
+        self.count = CompletenessCount({d: self.buckets[s] for d, s in members.items() if s in self.buckets},
+                                       self.bucket_ms)
         self.clock_start = clock_start
         self.site: SiteTallies | None = None
-
-    def count(self, reading: Reading) -> None:
-        buckets = self.device_buckets.get(reading.device_id)
-        if buckets is not None:
-            b = reading.timestamp_ms // self.bucket_ms
-            buckets[b] = buckets.get(b, 0) + 1
 
     def __call__(self, now_ms: int) -> None:
         start = self.clock_start[0]
