@@ -17,6 +17,16 @@ from citytelemetry.measurements import DEVICE_STATUS
 from citytelemetry.records import Reading
 
 
+def _newest(readings: Sequence[Reading]) -> int | None:
+    """The newest telemetry timestamp. Not max(..., default=None): builtins.max parses its keyword
+    argument on every call (a few thousand instructions a message)."""
+    newest: int | None = None
+    for r in readings:
+        if r.measurement != DEVICE_STATUS and (newest is None or r.timestamp_ms > newest):
+            newest = r.timestamp_ms
+    return newest
+
+
 class ReadingObserver:
     def __init__(self, clock: EventClock, ruleset: RuleSet, tracker: Tracker) -> None:
         self.clock = clock
@@ -24,19 +34,21 @@ class ReadingObserver:
         self.tracker = tracker
         self._by_type: dict[str, tuple[ReadingRule, ...]] = {k: tuple(v) for k, v in ruleset.by_type.items()}
         self._every: tuple[ReadingRule, ...] = tuple(ruleset.every_reading)
+        # RuleSet is interpreted: its attributes read through getattr; these two objects are never replaced
+        self._presence, self._clock_start = ruleset.presence, ruleset.clock_start
         self.readings = 0
         self.resume = False  # state was restored: the first reading restarts the presence clocks
         self.early_offline: set[str] = set()
 
     def observe(self, readings: Sequence[Reading]) -> None:
         clock = self.clock
-        newest = max((r.timestamp_ms for r in readings if r.measurement != DEVICE_STATUS), default=None)
+        newest = _newest(readings)
         if newest is not None:
             clock.advance(newest)
-            if self.ruleset.clock_start[0] is None:
-                self.ruleset.clock_start[0] = clock.start_ms
+            if self._clock_start[0] is None:
+                self._clock_start[0] = clock.start_ms
         now = clock.now_ms()
-        presence, by_type, every = self.ruleset.presence, self._by_type, self._every
+        presence, by_type, every = self._presence, self._by_type, self._every
         if clock.started and (self.resume or self.early_offline):
             self._on_start(now)
         for reading in readings:
@@ -59,7 +71,7 @@ class ReadingObserver:
 
     def _on_start(self, now_ms: int) -> None:
         for device_id in self.early_offline:
-            self.ruleset.presence.status(device_id, online=False, now_ms=now_ms)
+            self._presence.status(device_id, online=False, now_ms=now_ms)
         self.early_offline.clear()
         if self.resume:
             self._resume_presence(now_ms)
@@ -69,7 +81,7 @@ class ReadingObserver:
         those already alerting (their alert must neither resolve nor fire again)."""
         self.resume = False
         silent = {a.subject.key for a in self.tracker.open.values() if a.rule.kind == "stale / offline"}
-        presence = self.ruleset.presence
+        presence = self._presence
         for device_id in presence.last_seen:
             if device_id not in silent:
                 presence.last_seen[device_id] = now_ms

@@ -315,7 +315,9 @@ class Presence:
 
     def heard(self, device_id: str, now_ms: int) -> None:
         self.last_seen[device_id] = now_ms
-        self.offline_since.pop(device_id, None)
+        offline = self.offline_since
+        if offline and device_id in offline:  # not pop(device_id, None): a method lookup per reading
+            del offline[device_id]
 
     def status(self, device_id: str, *, online: bool, now_ms: int) -> None:
         if online:
