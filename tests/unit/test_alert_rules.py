@@ -39,6 +39,7 @@ class Engine:
         self.clock = Clock()
         self.lines: list[bytes] = []
         self.log: list[tuple[str, str, str, str]] = []
+        self.details: list[tuple[str, str, float, float | None, str, int, int | None, int | None]] = []
         settings = Settings(alerts=AlertSettings(rules_dir=ROOT / "alert_rules", state_file=tmp / "state.json"))
         self.catalog = catalog
         self.engine = AlertEngine(settings, catalog, self.lines.extend, clock=self.clock,
@@ -47,6 +48,9 @@ class Engine:
 
     def _record(self, alert: Alert) -> None:
         self.log.append((alert.state.value, alert.rule.name, alert.rule.severity.value, alert.subject.key))
+        self.details.append((alert.state.value, alert.rule.key, alert.value, alert.threshold, alert.detail,
+                             alert.since_ms - T0, alert.fired_ms and alert.fired_ms - T0,
+                             alert.resolved_ms and alert.resolved_ms - T0))
 
     def read(self, device_id: str, at_s: float, **fields: FieldValue) -> None:
         device = self.catalog.devices[device_id]
@@ -85,6 +89,40 @@ def test_threshold_waits_for_its_for_duration_then_fires_and_clears_past_the_cle
     assert len(engine.log) == 1
     engine.read(gas, 50, ch4=8.6)
     assert engine.log[-1] == ("resolved", "tunnel_multigas_ch4_high", "warning", gas)
+
+
+def test_every_level_of_a_reading_in_one_order_with_its_values(engine: Engine) -> None:
+    """Transitions of one reading come out in rule order (profile measurement, high before low, warning
+    before critical, states in place), with their exact values, levels and times."""
+    gas = "tun-c001-gas1"
+    high = {"o2": 24.0, "h2s": 25.0, "ch4": 25.0, "co": 45.0, "sensor_state": "fault"}
+    engine.read(gas, 0, **high)  # the gas criticals fire at once (for 0), the rest are pending
+    engine.read(gas, 30, **high)
+    engine.read(gas, 40, o2=17.0, h2s=0.5, ch4=1.0, co=1.0, sensor_state="ok")  # o2 jumps past both sides
+    engine.read(gas, 70, o2=17, h2s=0.5, ch4=1.0, co=1.0)  # an int value of a float field
+    assert engine.details == [
+        ("firing", "tunnel_multigas_h2s_high/critical", 25.0, 20.0, "", 0, 0, None),
+        ("firing", "tunnel_multigas_ch4_high/critical", 25.0, 20.0, "", 0, 0, None),
+        ("firing", "tunnel_multigas_co_high/critical", 45.0, 40.0, "", 0, 0, None),
+        ("firing", "tunnel_multigas_sensor_state/warning", 1.0, None, "fault", 0, 0, None),
+        ("firing", "tunnel_multigas_o2_high/warning", 24.0, 22.0, "", 0, 30_000, None),
+        ("firing", "tunnel_multigas_o2_high/critical", 24.0, 23.5, "", 0, 30_000, None),
+        ("firing", "tunnel_multigas_h2s_high/warning", 25.0, 10.0, "", 0, 30_000, None),
+        ("firing", "tunnel_multigas_ch4_high/warning", 25.0, 10.0, "", 0, 30_000, None),
+        ("firing", "tunnel_multigas_co_high/warning", 45.0, 20.0, "", 0, 30_000, None),
+        ("resolved", "tunnel_multigas_o2_high/warning", 17.0, 22.0, "", 0, 30_000, 40_000),
+        ("resolved", "tunnel_multigas_o2_high/critical", 17.0, 23.5, "", 0, 30_000, 40_000),
+        ("resolved", "tunnel_multigas_h2s_high/warning", 0.5, 10.0, "", 0, 30_000, 40_000),
+        ("resolved", "tunnel_multigas_h2s_high/critical", 0.5, 20.0, "", 0, 0, 40_000),
+        ("resolved", "tunnel_multigas_ch4_high/warning", 1.0, 10.0, "", 0, 30_000, 40_000),
+        ("resolved", "tunnel_multigas_ch4_high/critical", 1.0, 20.0, "", 0, 0, 40_000),
+        ("resolved", "tunnel_multigas_co_high/warning", 1.0, 20.0, "", 0, 30_000, 40_000),
+        ("resolved", "tunnel_multigas_co_high/critical", 1.0, 40.0, "", 0, 0, 40_000),
+        ("resolved", "tunnel_multigas_sensor_state/warning", 0.0, None, "ok", 0, 0, 40_000),
+        ("firing", "tunnel_multigas_o2_low/warning", 17.0, 19.5, "", 40_000, 70_000, None),
+        ("firing", "tunnel_multigas_o2_low/critical", 17.0, 18.0, "", 40_000, 70_000, None),
+    ]
+    assert all(type(d[2]) is float for d in engine.details)
 
 
 def test_a_pending_alert_that_clears_is_never_announced(engine: Engine) -> None:

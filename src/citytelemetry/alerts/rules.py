@@ -34,59 +34,106 @@ class ReadingRule:
 
 
 def _number(value: FieldValue | None) -> float | None:
-    """Numbers only: bool is an int in Python but never a level."""
-    cls = value.__class__
-    if cls is float or cls is int:
-        return float(value)  # type: ignore[arg-type]
+    """Numbers only: bool is an int in Python but never a level. type(), not __class__: a generic getattr."""
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        return float(value)
     return None
+
+
+class OpenAlerts:
+    """Whether a rule's alert is open on a device's subject (pending or firing in ``Tracker.open``).
+
+    ``Tracker.is_open`` builds its key from the interpreted RuleInfo and Subject (two getattr and a tuple)
+    on every call; here the key is built once per device, and nothing is looked up while nothing is open.
+    """
+
+    __slots__ = ("_keys", "_rule_key", "_tracker")
+
+    def __init__(self, info: RuleInfo, tracker: Tracker) -> None:
+        self._rule_key, self._tracker = info.key, tracker
+        self._keys: dict[str, tuple[str, str]] = {}
+
+    def on(self, device_id: str, subjects: Mapping[str, Subject]) -> bool:
+        """``subjects``: the rule's device -> subject (the device itself, or its group)."""
+        open_ = self._tracker.open
+        if not open_:
+            return False
+        key = self._keys.get(device_id)
+        if key is None:
+            key = self._keys[device_id] = (self._rule_key, subjects[device_id].key)
+        return key in open_
 
 
 class Threshold(ReadingRule):
     """A profile level on one side: fires past ``level``, clears back past ``clear`` (hysteresis)."""
 
-    __slots__ = ("clear", "field", "high", "info", "level", "subjects", "tracker")
+    __slots__ = ("clear", "field", "high", "info", "level", "opened", "subjects", "tracker")
 
     def __init__(self, info: RuleInfo, field: str, level: float, clear: float, *, high: bool,
                  tracker: Tracker, subjects: Mapping[str, Subject]) -> None:
         self.info, self.field, self.level, self.clear, self.high = info, field, level, clear, high
         self.tracker, self.subjects = tracker, subjects
+        self.opened = OpenAlerts(info, tracker)
 
-    # Called for every reading of its type (one rule per field and level): _number is inlined and the
-    # open-alert lookup skipped while nothing is open.
     def __call__(self, reading: Reading) -> None:
-        v = reading.fields.get(self.field)
-        cls = v.__class__
-        if cls is not float and cls is not int:  # absent, or not a number (bool is never a level)
-            return
+        """Alone (tests, bench/breakdown.py); the observer calls ``Thresholds``, once per field."""
+        v = _number(reading.fields.get(self.field))
+        if v is not None:
+            self.judge(reading, v)
+
+    # An int value compares as a float: the same below 2**53, and validated values are far below.
+    def judge(self, reading: Reading, v: float) -> None:
         if self.high:
-            active = True if v >= self.level else (None if v >= self.clear else False)  # type: ignore[operator]
+            active = True if v >= self.level else (None if v >= self.clear else False)
         else:
-            active = True if v <= self.level else (None if v <= self.clear else False)  # type: ignore[operator]
-        tracker = self.tracker
-        if active is True or (tracker.open and tracker.is_open(self.info, self.subjects[reading.device_id])):
-            tracker.update(self.info, self.subjects[reading.device_id], active, float(v),  # type: ignore[arg-type]
-                           self.level, reading.timestamp_ms)
+            active = True if v <= self.level else (None if v <= self.clear else False)
+        if active is True or self.opened.on(reading.device_id, self.subjects):
+            self.tracker.update(self.info, self.subjects[reading.device_id], active, v, self.level,
+                                reading.timestamp_ms)
+
+
+class Thresholds(ReadingRule):
+    """The profile levels of one field (high/low x warning/critical, in compile order): the value is read
+    and unboxed once for all of them, and compared natively."""
+
+    __slots__ = ("field", "levels")
+
+    def __init__(self, field: str, levels: Sequence[Threshold]) -> None:
+        self.field, self.levels = field, tuple(levels)
+
+    def __call__(self, reading: Reading) -> None:
+        raw = reading.fields.get(self.field)
+        if type(raw) is float:
+            v = raw
+        elif type(raw) is int:
+            v = float(raw)
+        else:  # absent, or not a number (bool is never a level)
+            return
+        for level in self.levels:
+            level.judge(reading, v)
 
 
 class States(ReadingRule):
     """An enum in one of the profile's warning or critical states."""
 
-    __slots__ = ("field", "info", "states", "subjects", "tracker")
+    __slots__ = ("field", "info", "opened", "states", "subjects", "tracker")
 
     def __init__(self, info: RuleInfo, field: str, states: Sequence[str], *, tracker: Tracker,
                  subjects: Mapping[str, Subject]) -> None:
         self.info, self.field, self.states = info, field, frozenset(states)
         self.tracker, self.subjects = tracker, subjects
+        self.opened = OpenAlerts(info, tracker)
 
     def __call__(self, reading: Reading) -> None:
         state = reading.fields.get(self.field)
         if state is None:
             return
         active = state in self.states
-        subject = self.subjects[reading.device_id]
-        if active or self.tracker.is_open(self.info, subject):
-            self.tracker.update(self.info, subject, active, 1.0 if active else 0.0, None, reading.timestamp_ms,
-                                str(state))
+        if active or self.opened.on(reading.device_id, self.subjects):
+            self.tracker.update(self.info, self.subjects[reading.device_id], active, 1.0 if active else 0.0, None,
+                                reading.timestamp_ms, str(state))
 
 
 class RateOfChange(ReadingRule):
