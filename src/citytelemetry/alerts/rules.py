@@ -53,7 +53,8 @@ class OpenAlerts:
 
     def __init__(self, info: RuleInfo, tracker: Tracker) -> None:
         self._rule_key, self._tracker = info.key, tracker
-        self._keys: dict[str, tuple[str, str]] = {}
+        # tuple[str, ...], not tuple[str, str]: mypyc keeps the latter as a C struct, boxed anew per lookup
+        self._keys: dict[str, tuple[str, ...]] = {}
 
     def on(self, device_id: str, subjects: Mapping[str, Subject]) -> bool:
         """``subjects``: the rule's device -> subject (the device itself, or its group)."""
@@ -139,8 +140,8 @@ class States(ReadingRule):
 class RateOfChange(ReadingRule):
     """Slope over a window of device time, in units per minute; rise (or fall) at ``per_min`` or faster."""
 
-    __slots__ = ("clear", "field", "history", "info", "min_span_ms", "per_min", "sign", "subjects", "tracker",
-                 "window_ms")
+    __slots__ = ("clear", "field", "history", "info", "min_span_ms", "opened", "per_min", "sign", "subjects",
+                 "tracker", "window_ms")
 
     def __init__(self, info: RuleInfo, field: str, *, per_min: float, window_s: float, clear_fraction: float,
                  rise: bool, tracker: Tracker, subjects: Mapping[str, Subject]) -> None:
@@ -150,6 +151,7 @@ class RateOfChange(ReadingRule):
         self.window_ms = int(window_s * 1000)
         self.min_span_ms = self.window_ms // 2
         self.tracker, self.subjects = tracker, subjects
+        self.opened = OpenAlerts(info, tracker)
         self.history: dict[str, deque[tuple[int, float]]] = {}
 
     def __call__(self, reading: Reading) -> None:
@@ -161,28 +163,30 @@ class RateOfChange(ReadingRule):
         if history is None:
             history = self.history[reading.device_id] = deque()
         history.append((ts, v))
-        while ts - history[0][0] > self.window_ms:
+        first_ts, first_v = history[0]  # a deque's item is a generic lookup: once per step
+        while ts - first_ts > self.window_ms:
             history.popleft()
-        first_ts, first_v = history[0]
+            first_ts, first_v = history[0]
         if ts - first_ts < self.min_span_ms:
             return
         rate = self.sign * (v - first_v) * 60_000 / (ts - first_ts)
         active = True if rate >= self.per_min else (None if rate >= self.clear else False)
-        subject = self.subjects[reading.device_id]
-        if active is True or self.tracker.is_open(self.info, subject):
-            self.tracker.update(self.info, subject, active, rate, self.per_min, ts)
+        if active is True or self.opened.on(reading.device_id, self.subjects):
+            self.tracker.update(self.info, self.subjects[reading.device_id], active, rate, self.per_min, ts)
 
 
 class FlatLine(ReadingRule):
     """QARTOD flat-line: the same value (within ``tolerance``) for ``min_count`` readings and ``min_duration``."""
 
-    __slots__ = ("field", "info", "min_count", "min_duration_ms", "runs", "subjects", "tolerance", "tracker")
+    __slots__ = ("field", "info", "min_count", "min_duration_ms", "opened", "runs", "subjects", "tolerance",
+                 "tracker")
 
     def __init__(self, info: RuleInfo, field: str, *, tolerance: float, min_duration_s: float, min_count: int,
                  tracker: Tracker, subjects: Mapping[str, Subject]) -> None:
         self.info, self.field, self.tolerance, self.min_count = info, field, tolerance, min_count
         self.min_duration_ms = int(min_duration_s * 1000)
         self.tracker, self.subjects = tracker, subjects
+        self.opened = OpenAlerts(info, tracker)
         self.runs: dict[str, list[float]] = {}  # device -> [reference value, count, since_ms]
 
     def __call__(self, reading: Reading) -> None:
@@ -197,22 +201,23 @@ class FlatLine(ReadingRule):
             run[1] += 1
         held_ms = ts - run[2]
         active = run[1] >= self.min_count and held_ms >= self.min_duration_ms
-        subject = self.subjects[reading.device_id]
-        if active or self.tracker.is_open(self.info, subject):
-            self.tracker.update(self.info, subject, active, v, None, ts, f"{held_ms / 1000:.0f} s")
+        if active or self.opened.on(reading.device_id, self.subjects):
+            self.tracker.update(self.info, self.subjects[reading.device_id], active, v, None, ts,
+                                f"{held_ms / 1000:.0f} s")
 
 
 class HampelRule(ReadingRule):
     """Hampel filter: |x - median| > max(k x 1.4826 x MAD, floor) over the previous ``window`` values,
     for ``min_outliers`` readings in a row. Outliers enter the window, so a level shift is absorbed."""
 
-    __slots__ = ("field", "floor", "info", "k", "min_outliers", "series", "subjects", "tracker", "window")
+    __slots__ = ("field", "floor", "info", "k", "min_outliers", "opened", "series", "subjects", "tracker", "window")
 
     def __init__(self, info: RuleInfo, field: str, *, window: int, k: float, floor: float, min_outliers: int,
                  tracker: Tracker, subjects: Mapping[str, Subject]) -> None:
         self.info, self.field, self.window, self.k, self.floor = info, field, window, k * MAD_SCALE, floor
         self.min_outliers = min_outliers
         self.tracker, self.subjects = tracker, subjects
+        self.opened = OpenAlerts(info, tracker)
         self.series: dict[str, tuple[deque[float], list[int]]] = {}
 
     def __call__(self, reading: Reading) -> None:
@@ -235,11 +240,10 @@ class HampelRule(ReadingRule):
         values.append(v)
         streak[0] = streak[0] + 1 if deviation > limit else 0
         active = True if streak[0] >= self.min_outliers else (False if streak[0] == 0 else None)
-        subject = self.subjects[reading.device_id]
-        if active is True or self.tracker.is_open(self.info, subject):
+        if active is True or self.opened.on(reading.device_id, self.subjects):
             if deviation <= self.floor:
                 limit = self._limit(ordered, median)  # the detail names the real limit
-            self.tracker.update(self.info, subject, active, v, median, reading.timestamp_ms,
+            self.tracker.update(self.info, self.subjects[reading.device_id], active, v, median, reading.timestamp_ms,
                                 f"median {median:.4g}, limit ±{limit:.3g}")
 
     def _limit(self, ordered: list[float], median: float) -> float:
@@ -276,22 +280,24 @@ class Test:
 class Composite(ReadingRule):
     """Every condition holds at once, each for at least one (fresh) device of the group."""
 
-    __slots__ = ("groups", "info", "latest", "max_age_ms", "tests", "tracker")
+    __slots__ = ("by_device", "groups", "info", "latest", "max_age_ms", "opened", "tests", "tracker")
 
     def __init__(self, info: RuleInfo, tests: Mapping[str, Sequence[tuple[int, Test]]], groups: Mapping[str, Subject],
                  n_tests: int, *, max_age_s: float, tracker: Tracker) -> None:
-        self.info, self.tests, self.groups, self.tracker = info, tests, groups, tracker
+        self.info, self.groups, self.tracker = info, groups, tracker
+        self.tests = {k: tuple(v) for k, v in tests.items()}  # a dict: .get on a Mapping is a method call
         self.max_age_ms = int(max_age_s * 1000)
+        self.opened = OpenAlerts(info, tracker)
         # group key -> per test: device -> (ts, holds, value)
         self.latest: dict[str, list[dict[str, tuple[int, bool, float]]]] = {
             subject.key: [{} for _ in range(n_tests)] for subject in groups.values()}
+        self.by_device = {d: self.latest[s.key] for d, s in groups.items()}  # without a Subject's getattr per reading
 
     def __call__(self, reading: Reading) -> None:
-        subject = self.groups.get(reading.device_id)
+        per_test = self.by_device.get(reading.device_id)
         tests = self.tests.get(reading.measurement)
-        if subject is None or tests is None:
+        if per_test is None or tests is None:
             return
-        per_test = self.latest[subject.key]
         ts = reading.timestamp_ms
         for index, test in tests:
             value = reading.fields.get(test.field)
@@ -311,8 +317,9 @@ class Composite(ReadingRule):
                 values = holding
         else:
             active = True
-        if active or self.tracker.is_open(self.info, subject):
-            self.tracker.update(self.info, subject, active, max(values, default=0.0), self._threshold(), ts)
+        if active or self.opened.on(reading.device_id, self.groups):
+            self.tracker.update(self.info, self.groups[reading.device_id], active, max(values, default=0.0),
+                                self._threshold(), ts)
 
     def _threshold(self) -> float | None:
         first = next((t for tests in self.tests.values() for i, t in tests if i == 0), None)
@@ -322,30 +329,41 @@ class Composite(ReadingRule):
 class NeighbourSpread(ReadingRule):
     """Sensors of one type in one group disagree: max - min of their fresh latest values."""
 
-    __slots__ = ("clear", "field", "groups", "info", "latest", "limit", "max_age_ms", "tracker")
+    __slots__ = ("by_device", "clear", "field", "groups", "info", "latest", "limit", "max_age_ms", "opened", "tracker")
 
     def __init__(self, info: RuleInfo, field: str, groups: Mapping[str, Subject], *, limit: float, clear: float,
                  max_age_s: float, tracker: Tracker) -> None:
         self.info, self.field, self.groups, self.limit, self.clear = info, field, groups, limit, clear
         self.max_age_ms = int(max_age_s * 1000)
         self.tracker = tracker
-        self.latest: dict[str, dict[str, tuple[int, float]]] = {}
+        self.opened = OpenAlerts(info, tracker)
+        # group key -> device -> (ts, value); by_device: a device's group, without a Subject's getattr
+        self.latest: dict[str, dict[str, tuple[int, float]]] = {s.key: {} for s in groups.values()}
+        self.by_device = {d: self.latest[s.key] for d, s in groups.items()}
 
     def __call__(self, reading: Reading) -> None:
-        subject = self.groups.get(reading.device_id)
+        members = self.by_device.get(reading.device_id)
         v = _number(reading.fields.get(self.field))
-        if subject is None or v is None:
+        if members is None or v is None:
             return
-        members = self.latest.setdefault(subject.key, {})
         ts = reading.timestamp_ms
         members[reading.device_id] = (ts, v)
-        fresh = [x for t, x in members.values() if t >= ts - self.max_age_ms]
-        if len(fresh) < 2:
+        # max(fresh) - min(fresh) in one pass: two-argument max/min of floats compile to C, not builtins calls
+        oldest, n, low, high = ts - self.max_age_ms, 0, 0.0, 0.0
+        for t, x in members.values():
+            if t >= oldest:
+                if n == 0:
+                    low = high = x
+                else:
+                    high = max(high, x)
+                    low = min(low, x)
+                n += 1
+        if n < 2:
             return
-        spread = max(fresh) - min(fresh)
+        spread = high - low
         active = True if spread > self.limit else (False if spread <= self.clear else None)
-        if active is True or self.tracker.is_open(self.info, subject):
-            self.tracker.update(self.info, subject, active, spread, self.limit, ts)
+        if active is True or self.opened.on(reading.device_id, self.groups):
+            self.tracker.update(self.info, self.groups[reading.device_id], active, spread, self.limit, ts)
 
 
 # --- time rules: silence, coverage, completeness ------------------------------------------------
