@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -209,6 +210,31 @@ def test_hampel_flags_a_sustained_jump_and_absorbs_it() -> None:
         rule(Reading("t", "d1", (), {"x": v}, T0 + i * 1000, i))
     assert [e[0] for e in events] == ["firing", "resolved"]
     assert events[0][1] == 13.0
+
+
+def test_hampel_median_and_limit_are_those_of_the_sorted_previous_window_ties_and_signed_zeros_included() -> None:
+    """Whatever the window is kept as, its median is sorted(previous values)[window // 2], equal values
+    (0.0 and -0.0 too) in arrival order, as a stable sort gives: the alert's threshold and detail say so."""
+    tracker = Tracker(lambda _: None)
+    info = RuleInfo("x_anomaly", Severity.WARNING, 0, "{subject}", "test", "rb", "hampel", "s", "c")
+    rule = HampelRule(info, "x", window=7, k=1, floor=0.0, min_outliers=1, tracker=tracker,
+                      subjects={"d1": Subject("d1", (("device", "d1"),))})
+    rng = random.Random(3)
+    values = [rng.choice([-0.0, 0.0, 0.0, -0.0, 0.5, 0.5, 1.0, -1.0, 4.0]) for _ in range(600)]
+    checked, signed = 0, 0
+    for i, v in enumerate(values):
+        rule(Reading("t", "d1", (), {"x": v}, T0 + i * 1000, i))
+        alert = tracker.open.get((info.key, "d1"))
+        if i < 7 or alert is None:
+            continue
+        ordered = sorted(values[i - 7:i])
+        median = ordered[3]
+        limit = max(1 * 1.4826 * sorted(abs(x - median) for x in ordered)[3], 0.0)
+        assert (repr(alert.threshold), alert.detail) == (repr(median), f"median {median:.4g}, limit ±{limit:.3g}")
+        checked += 1
+        signed += repr(median) == "-0.0"
+    assert checked > 100
+    assert signed > 10
 
 
 def test_state_survives_a_restart_without_a_second_announcement(catalog: Catalog, tmp_path: Path) -> None:

@@ -218,37 +218,86 @@ class HampelRule(ReadingRule):
         self.min_outliers = min_outliers
         self.tracker, self.subjects = tracker, subjects
         self.opened = OpenAlerts(info, tracker)
-        self.series: dict[str, tuple[deque[float], list[int]]] = {}
+        self.series: dict[str, HampelWindow] = {}
 
     def __call__(self, reading: Reading) -> None:
         v = _number(reading.fields.get(self.field))
         if v is None:
             return
-        entry = self.series.get(reading.device_id)
-        if entry is None:
-            entry = self.series[reading.device_id] = (deque(maxlen=self.window), [0])
-        values, streak = entry
-        if len(values) < self.window:
-            values.append(v)
+        series = self.series.get(reading.device_id)
+        if series is None:
+            series = self.series[reading.device_id] = HampelWindow(self.window)
+        if len(series.ring) < self.window:
+            series.push(v)
             return
-        ordered = sorted(values)
+        ordered = series.ordered  # the previous values: push(v) only once the limits are known
         median = ordered[self.window // 2]
         deviation = abs(v - median)
         # The limit is at least the floor: within it, no reading is an outlier whatever the MAD, so the
         # second sort is left out for most readings (normal data stays within the floor).
         limit = self._limit(ordered, median) if deviation > self.floor else self.floor
-        values.append(v)
-        streak[0] = streak[0] + 1 if deviation > limit else 0
-        active = True if streak[0] >= self.min_outliers else (False if streak[0] == 0 else None)
-        if active is True or self.opened.on(reading.device_id, self.subjects):
-            if deviation <= self.floor:
-                limit = self._limit(ordered, median)  # the detail names the real limit
+        series.streak = series.streak + 1 if deviation > limit else 0
+        active = True if series.streak >= self.min_outliers else (False if series.streak == 0 else None)
+        report = active is True or self.opened.on(reading.device_id, self.subjects)
+        if report and deviation <= self.floor:
+            limit = self._limit(ordered, median)  # the detail names the real limit
+        series.push(v)
+        if report:
             self.tracker.update(self.info, self.subjects[reading.device_id], active, v, median, reading.timestamp_ms,
                                 f"median {median:.4g}, limit ±{limit:.3g}")
 
     def _limit(self, ordered: list[float], median: float) -> float:
         mad = sorted(abs(x - median) for x in ordered)[self.window // 2]
         return max(self.k * mad, self.floor)
+
+
+class HampelWindow:
+    """One device's last ``size`` values for a Hampel rule: in arrival order (a ring) and sorted, kept
+    sorted by binary insertion instead of a sort per reading. A new value goes after its equals and
+    the oldest leaves as the first of its equals, so ``ordered`` is always exactly sorted(arrival order)
+    (a stable sort: 0.0 and -0.0 too keep arrival order; NaN never gets here, validate/decode.py refuses
+    it). Also the outlier streak."""
+
+    __slots__ = ("head", "ordered", "ring", "size", "streak")
+
+    def __init__(self, size: int) -> None:
+        self.size, self.head, self.streak = size, 0, 0
+        self.ring: list[float] = []
+        self.ordered: list[float] = []
+
+    def push(self, v: float) -> None:
+        ordered, ring = self.ordered, self.ring
+        if len(ring) < self.size:
+            ring.append(v)
+        else:
+            del ordered[_first_of(ordered, ring[self.head])]
+            ring[self.head] = v
+            self.head = (self.head + 1) % self.size
+        ordered.insert(_insert_at(ordered, v), v)
+
+
+def _insert_at(ordered: list[float], v: float) -> int:
+    """bisect.bisect_right (after the equals of ``v``) on native floats; bisect compares boxed ones."""
+    lo, hi = 0, len(ordered)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if v < ordered[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _first_of(ordered: list[float], v: float) -> int:
+    """bisect.bisect_left (the first of the equals of ``v``) on native floats."""
+    lo, hi = 0, len(ordered)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ordered[mid] < v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 # --- group rules: over the devices of one compartment or unit -----------------------------------
