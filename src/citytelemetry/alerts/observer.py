@@ -17,7 +17,7 @@ from citytelemetry.measurements import DEVICE_STATUS
 from citytelemetry.records import Reading
 
 
-def _newest(readings: Sequence[Reading]) -> int | None:
+def _newest(readings: list[Reading]) -> int | None:
     """The newest telemetry timestamp. Not max(..., default=None): builtins.max parses its keyword
     argument on every call (a few thousand instructions a message)."""
     newest: int | None = None
@@ -41,6 +41,8 @@ class ReadingObserver:
         self.early_offline: set[str] = set()
 
     def observe(self, readings: Sequence[Reading]) -> None:
+        if not isinstance(readings, list):  # the handler passes a list: iterated natively, not as a Sequence
+            readings = list(readings)
         clock = self.clock
         newest = _newest(readings)
         if newest is not None:
@@ -53,13 +55,7 @@ class ReadingObserver:
             self._on_start(now)
         for reading in readings:
             if reading.measurement == DEVICE_STATUS:
-                online = reading.fields.get("online") is True
-                if clock.started:
-                    presence.status(reading.device_id, online=online, now_ms=now)
-                elif not online:  # before the first reading there is no event time yet: count from then
-                    self.early_offline.add(reading.device_id)
-                else:
-                    self.early_offline.discard(reading.device_id)
+                self._status(reading, now)
                 continue
             self.readings += 1
             presence.heard(reading.device_id, now)
@@ -68,6 +64,15 @@ class ReadingObserver:
                 rule.__call__(reading)
             for count in every:
                 count.__call__(reading)
+
+    def _status(self, reading: Reading, now_ms: int) -> None:
+        online = reading.fields.get("online") is True
+        if self.clock.started:
+            self._presence.status(reading.device_id, online=online, now_ms=now_ms)
+        elif not online:  # before the first reading there is no event time yet: count from then
+            self.early_offline.add(reading.device_id)
+        else:
+            self.early_offline.discard(reading.device_id)
 
     def _on_start(self, now_ms: int) -> None:
         for device_id in self.early_offline:

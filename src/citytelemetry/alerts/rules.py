@@ -270,7 +270,7 @@ class HampelWindow:
         if len(ring) < self.size:
             ring.append(v)
         else:
-            del ordered[_first_of(ordered, ring[self.head])]
+            ordered.pop(_first_of(ordered, ring[self.head]))  # not del: a generic call in mypyc
             ring[self.head] = v
             self.head = (self.head + 1) % self.size
         ordered.insert(_insert_at(ordered, v), v)
@@ -537,19 +537,41 @@ class CoverageRule:
                 self.tracker.update(self.info, subject, active, 100 * ratio, 100 * self.min_ratio, now_ms, detail)
 
 
+class BucketCounts:
+    """Readings per bucket of event time, of one subject. The bucket being filled is counted in native
+    ints and moved into ``by_bucket`` when another one starts or before the counts are read
+    (``settle``): per reading a compare and an add, not a dict get and set of a boxed key."""
+
+    __slots__ = ("by_bucket", "current", "pending")
+
+    def __init__(self) -> None:
+        self.by_bucket: dict[int, int] = {}
+        self.current = self.pending = 0
+
+    def add(self, bucket: int) -> None:
+        if bucket != self.current:
+            self.settle()
+            self.current = bucket
+        self.pending += 1
+
+    def settle(self) -> None:
+        if self.pending:
+            self.by_bucket[self.current] = self.by_bucket.get(self.current, 0) + self.pending
+            self.pending = 0
+
+
 class CompletenessCount(ReadingRule):
     """The per-reading half of ``CompletenessRule``: one more reading in its subject's bucket."""
 
     __slots__ = ("bucket_ms", "device_buckets")
 
-    def __init__(self, device_buckets: dict[str, dict[int, int]], bucket_ms: int) -> None:
+    def __init__(self, device_buckets: dict[str, BucketCounts], bucket_ms: int) -> None:
         self.device_buckets, self.bucket_ms = device_buckets, bucket_ms
 
     def __call__(self, reading: Reading) -> None:
-        buckets = self.device_buckets.get(reading.device_id)
-        if buckets is not None:
-            b = reading.timestamp_ms // self.bucket_ms
-            buckets[b] = buckets.get(b, 0) + 1
+        counts = self.device_buckets.get(reading.device_id)
+        if counts is not None:
+            counts.add(reading.timestamp_ms // self.bucket_ms)
 
 
 class CompletenessRule:
@@ -565,7 +587,7 @@ class CompletenessRule:
             info, members, expected, min_ratio, tracker)
         self.window_ms = int(window_s * 1000)
         self.bucket_ms = max(1000, self.window_ms // 60)
-        self.buckets: dict[Subject, dict[int, int]] = {s: {} for s in expected}
+        self.buckets: dict[Subject, BucketCounts] = {s: BucketCounts() for s in expected}
         # device -> its subject's buckets: per reading a str lookup, not a Subject's hash (every label)
         self.count = CompletenessCount({d: self.buckets[s] for d, s in members.items() if s in self.buckets},
                                        self.bucket_ms)
@@ -580,7 +602,9 @@ class CompletenessRule:
         last = now_ms // self.bucket_ms - 1  # whole buckets only: the current one is still filling
         span_ms = (last - first + 1) * self.bucket_ms
         for subject, per_window in self.expected.items():
-            buckets = self.buckets[subject]
+            counts = self.buckets[subject]
+            counts.settle()
+            buckets = counts.by_bucket
             for b in [b for b in buckets if b < first]:
                 del buckets[b]
             received: float = sum(n for b, n in buckets.items() if b <= last)
