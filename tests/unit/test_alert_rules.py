@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from citytelemetry.alerts.evaluator import AlertEngine
 from citytelemetry.alerts.lifecycle import Tracker
 from citytelemetry.alerts.model import Alert, AlertState, RuleInfo, Severity, Subject, fingerprint
 from citytelemetry.alerts.rulefiles import load_rule_files
-from citytelemetry.alerts.rules import HampelRule
+from citytelemetry.alerts.rules import HampelRule, RateHistory
 from citytelemetry.config import AlertSettings, Settings
 from citytelemetry.profiles import Catalog, load_catalog
 from citytelemetry.records import FieldValue, Reading
@@ -235,6 +236,20 @@ def test_hampel_median_and_limit_are_those_of_the_sorted_previous_window_ties_an
         signed += repr(median) == "-0.0"
     assert checked > 100
     assert signed > 10
+
+
+def test_rate_history_keeps_the_points_of_its_window_as_a_deque_would() -> None:
+    history, model = RateHistory(), deque[tuple[int, float]]()
+    rng = random.Random(5)
+    ts = T0
+    for i in range(2_000):
+        ts += rng.choice([0, 1, 500, 1_000, 1_000, 7_000, 70_000])
+        history.push(ts, float(i), 60_000)
+        model.append((ts, float(i)))
+        while ts - model[0][0] > 60_000:
+            model.popleft()
+        assert list(zip(history.times[history.head:], history.values[history.head:], strict=True)) == list(model)
+    assert len(history.times) < 200  # dropped points are shed
 
 
 def test_state_survives_a_restart_without_a_second_announcement(catalog: Catalog, tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ Per-series memory (windows, counters) lives in the rule, keyed by device id.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -152,7 +151,7 @@ class RateOfChange(ReadingRule):
         self.min_span_ms = self.window_ms // 2
         self.tracker, self.subjects = tracker, subjects
         self.opened = OpenAlerts(info, tracker)
-        self.history: dict[str, deque[tuple[int, float]]] = {}
+        self.history: dict[str, RateHistory] = {}
 
     def __call__(self, reading: Reading) -> None:
         v = _number(reading.fields.get(self.field))
@@ -161,18 +160,39 @@ class RateOfChange(ReadingRule):
         ts = reading.timestamp_ms
         history = self.history.get(reading.device_id)
         if history is None:
-            history = self.history[reading.device_id] = deque()
-        history.append((ts, v))
-        first_ts, first_v = history[0]  # a deque's item is a generic lookup: once per step
-        while ts - first_ts > self.window_ms:
-            history.popleft()
-            first_ts, first_v = history[0]
+            history = self.history[reading.device_id] = RateHistory()
+        history.push(ts, v, self.window_ms)
+        first_ts, first_v = history.times[history.head], history.values[history.head]
         if ts - first_ts < self.min_span_ms:
             return
         rate = self.sign * (v - first_v) * 60_000 / (ts - first_ts)
         active = True if rate >= self.per_min else (None if rate >= self.clear else False)
         if active is True or self.opened.on(reading.device_id, self.subjects):
             self.tracker.update(self.info, self.subjects[reading.device_id], active, rate, self.per_min, ts)
+
+
+class RateHistory:
+    """One device's points of a rate-of-change window, oldest first from ``head``: two native lists and
+    an index instead of a deque of tuples (a deque's items and methods are generic calls in mypyc)."""
+
+    __slots__ = ("head", "times", "values")
+
+    def __init__(self) -> None:
+        self.times: list[int] = []
+        self.values: list[float] = []
+        self.head = 0
+
+    def push(self, ts: int, v: float, window_ms: int) -> None:
+        """Add a point; drop those more than ``window_ms`` older (never the newest)."""
+        times = self.times
+        times.append(ts)
+        self.values.append(v)
+        while ts - times[self.head] > window_ms:
+            self.head += 1
+        if self.head > 32 and 2 * self.head > len(times):  # shed the dropped points now and then
+            del times[:self.head]
+            del self.values[:self.head]
+            self.head = 0
 
 
 class FlatLine(ReadingRule):
@@ -195,10 +215,12 @@ class FlatLine(ReadingRule):
             return
         ts = reading.timestamp_ms
         run = self.runs.get(reading.device_id)
-        if run is None or abs(v - run[0]) > self.tolerance:
+        if run is None:
             run = self.runs[reading.device_id] = [v, 1.0, float(ts)]
+        elif abs(v - run[0]) > self.tolerance:  # a new run, in place: no list and dict store per reading
+            run[0], run[1], run[2] = v, 1.0, float(ts)
         else:
-            run[1] += 1
+            run[1] += 1.0
         held_ms = ts - run[2]
         active = run[1] >= self.min_count and held_ms >= self.min_duration_ms
         if active or self.opened.on(reading.device_id, self.subjects):
@@ -353,7 +375,7 @@ class Composite(ReadingRule):
             if value is None:
                 continue
             previous = per_test[index].get(reading.device_id)
-            holds = test.holds(value, previous[1] if previous else False)
+            holds = test.holds(value, previous[1] if previous is not None else False)  # not a boxed tuple's truth
             per_test[index][reading.device_id] = (ts, holds, _number(value) or 0.0)
         oldest = ts - self.max_age_ms
         values: list[float] = []
