@@ -252,6 +252,23 @@ def test_rate_history_keeps_the_points_of_its_window_as_a_deque_would() -> None:
     assert len(history.times) < 200  # dropped points are shed
 
 
+def test_the_open_subjects_of_a_rule_follow_the_open_alerts() -> None:
+    tracker = Tracker(lambda _: None)
+    infos = [RuleInfo(f"r{i}", Severity.WARNING, 10_000 * i, "{subject}", "test", "rb", "k", "s", "c")
+             for i in range(3)]
+    subjects = [Subject(f"d{i}", (("device", f"d{i}"),)) for i in range(4)]
+    rng = random.Random(11)
+    for step in range(3_000):
+        active = rng.choice([True, True, False, None])
+        tracker.update(rng.choice(infos), rng.choice(subjects), active, 1.0, None, T0 + 1_000 * step)
+        for info in infos:
+            assert tracker.open_of(info.key) == {s for r, s in tracker.open if r == info.key}
+    restored = Tracker(lambda _: None)
+    restored.restore(tracker.open.values())
+    assert {info.key: restored.open_of(info.key) for info in infos} == {
+        info.key: tracker.open_of(info.key) for info in infos}
+
+
 def test_state_survives_a_restart_without_a_second_announcement(catalog: Catalog, tmp_path: Path) -> None:
     first = Engine(catalog, tmp_path)
     first.read("tun-c001-gas1", 0, ch4=22.0)

@@ -45,25 +45,24 @@ class OpenAlerts:
     """Whether a rule's alert is open on a device's subject (pending or firing in ``Tracker.open``).
 
     ``Tracker.is_open`` builds its key from the interpreted RuleInfo and Subject (two getattr and a tuple)
-    on every call; here the key is built once per device, and nothing is looked up while nothing is open.
+    and looks it up whatever is open; here the rule's own set of open subjects is asked, empty most of
+    the time, and a device's subject key is read once.
     """
 
-    __slots__ = ("_keys", "_rule_key", "_tracker")
+    __slots__ = ("_keys", "_open")
 
     def __init__(self, info: RuleInfo, tracker: Tracker) -> None:
-        self._rule_key, self._tracker = info.key, tracker
-        # tuple[str, ...], not tuple[str, str]: mypyc keeps the latter as a C struct, boxed anew per lookup
-        self._keys: dict[str, tuple[str, ...]] = {}
+        self._open = tracker.open_of(info.key)
+        self._keys: dict[str, str] = {}  # device -> its subject's key
 
     def on(self, device_id: str, subjects: Mapping[str, Subject]) -> bool:
         """``subjects``: the rule's device -> subject (the device itself, or its group)."""
-        open_ = self._tracker.open
-        if not open_:
+        if not self._open:
             return False
         key = self._keys.get(device_id)
         if key is None:
-            key = self._keys[device_id] = (self._rule_key, subjects[device_id].key)
-        return key in open_
+            key = self._keys[device_id] = subjects[device_id].key
+        return key in self._open
 
 
 class Threshold(ReadingRule):
