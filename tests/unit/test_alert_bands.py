@@ -15,7 +15,7 @@ from citytelemetry.alerts.compile import RuleSet, compile_rules
 from citytelemetry.alerts.lifecycle import Tracker
 from citytelemetry.alerts.model import Alert
 from citytelemetry.alerts.rulefiles import load_rule_files
-from citytelemetry.alerts.rules import FlatLine, NeighbourSpread, RateOfChange, Threshold
+from citytelemetry.alerts.rules import FlatLine, NeighbourSpread, RateOfChange, Threshold, Thresholds
 from citytelemetry.profiles import Catalog, load_catalog
 from citytelemetry.profiles.models import Measurement, Sensor
 from citytelemetry.records import FieldValue, Reading
@@ -41,7 +41,9 @@ class Rules:
         self.log.append((alert.state.value, alert.rule.key, alert.subject.key))
 
     def of(self, kind: type) -> list[object]:
-        return [rule for rules in self.ruleset.by_type.values() for rule in rules if isinstance(rule, kind)]
+        rules = [rule for of_type in self.ruleset.by_type.values() for rule in of_type]
+        levels = [level for rule in rules if isinstance(rule, Thresholds) for level in rule.levels]
+        return [rule for rule in [*rules, *levels] if isinstance(rule, kind)]
 
     def reading(self, device_id: str, i: int, **fields: FieldValue) -> Reading:
         device = self.catalog.devices[device_id]

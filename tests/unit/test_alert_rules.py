@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from citytelemetry.alerts.evaluator import AlertEngine
 from citytelemetry.alerts.lifecycle import Tracker
 from citytelemetry.alerts.model import Alert, AlertState, RuleInfo, Severity, Subject, fingerprint
 from citytelemetry.alerts.rulefiles import load_rule_files
-from citytelemetry.alerts.rules import HampelRule
+from citytelemetry.alerts.rules import HampelRule, RateHistory
 from citytelemetry.config import AlertSettings, Settings
 from citytelemetry.profiles import Catalog, load_catalog
 from citytelemetry.records import FieldValue, Reading
@@ -39,6 +41,7 @@ class Engine:
         self.clock = Clock()
         self.lines: list[bytes] = []
         self.log: list[tuple[str, str, str, str]] = []
+        self.details: list[tuple[str, str, float, float | None, str, int, int | None, int | None]] = []
         settings = Settings(alerts=AlertSettings(rules_dir=ROOT / "alert_rules", state_file=tmp / "state.json"))
         self.catalog = catalog
         self.engine = AlertEngine(settings, catalog, self.lines.extend, clock=self.clock,
@@ -47,6 +50,9 @@ class Engine:
 
     def _record(self, alert: Alert) -> None:
         self.log.append((alert.state.value, alert.rule.name, alert.rule.severity.value, alert.subject.key))
+        self.details.append((alert.state.value, alert.rule.key, alert.value, alert.threshold, alert.detail,
+                             alert.since_ms - T0, alert.fired_ms and alert.fired_ms - T0,
+                             alert.resolved_ms and alert.resolved_ms - T0))
 
     def read(self, device_id: str, at_s: float, **fields: FieldValue) -> None:
         device = self.catalog.devices[device_id]
@@ -85,6 +91,40 @@ def test_threshold_waits_for_its_for_duration_then_fires_and_clears_past_the_cle
     assert len(engine.log) == 1
     engine.read(gas, 50, ch4=8.6)
     assert engine.log[-1] == ("resolved", "tunnel_multigas_ch4_high", "warning", gas)
+
+
+def test_every_level_of_a_reading_in_one_order_with_its_values(engine: Engine) -> None:
+    """Transitions of one reading come out in rule order (profile measurement, high before low, warning
+    before critical, states in place), with their exact values, levels and times."""
+    gas = "tun-c001-gas1"
+    high = {"o2": 24.0, "h2s": 25.0, "ch4": 25.0, "co": 45.0, "sensor_state": "fault"}
+    engine.read(gas, 0, **high)  # the gas criticals fire at once (for 0), the rest are pending
+    engine.read(gas, 30, **high)
+    engine.read(gas, 40, o2=17.0, h2s=0.5, ch4=1.0, co=1.0, sensor_state="ok")  # o2 jumps past both sides
+    engine.read(gas, 70, o2=17, h2s=0.5, ch4=1.0, co=1.0)  # an int value of a float field
+    assert engine.details == [
+        ("firing", "tunnel_multigas_h2s_high/critical", 25.0, 20.0, "", 0, 0, None),
+        ("firing", "tunnel_multigas_ch4_high/critical", 25.0, 20.0, "", 0, 0, None),
+        ("firing", "tunnel_multigas_co_high/critical", 45.0, 40.0, "", 0, 0, None),
+        ("firing", "tunnel_multigas_sensor_state/warning", 1.0, None, "fault", 0, 0, None),
+        ("firing", "tunnel_multigas_o2_high/warning", 24.0, 22.0, "", 0, 30_000, None),
+        ("firing", "tunnel_multigas_o2_high/critical", 24.0, 23.5, "", 0, 30_000, None),
+        ("firing", "tunnel_multigas_h2s_high/warning", 25.0, 10.0, "", 0, 30_000, None),
+        ("firing", "tunnel_multigas_ch4_high/warning", 25.0, 10.0, "", 0, 30_000, None),
+        ("firing", "tunnel_multigas_co_high/warning", 45.0, 20.0, "", 0, 30_000, None),
+        ("resolved", "tunnel_multigas_o2_high/warning", 17.0, 22.0, "", 0, 30_000, 40_000),
+        ("resolved", "tunnel_multigas_o2_high/critical", 17.0, 23.5, "", 0, 30_000, 40_000),
+        ("resolved", "tunnel_multigas_h2s_high/warning", 0.5, 10.0, "", 0, 30_000, 40_000),
+        ("resolved", "tunnel_multigas_h2s_high/critical", 0.5, 20.0, "", 0, 0, 40_000),
+        ("resolved", "tunnel_multigas_ch4_high/warning", 1.0, 10.0, "", 0, 30_000, 40_000),
+        ("resolved", "tunnel_multigas_ch4_high/critical", 1.0, 20.0, "", 0, 0, 40_000),
+        ("resolved", "tunnel_multigas_co_high/warning", 1.0, 20.0, "", 0, 30_000, 40_000),
+        ("resolved", "tunnel_multigas_co_high/critical", 1.0, 40.0, "", 0, 0, 40_000),
+        ("resolved", "tunnel_multigas_sensor_state/warning", 0.0, None, "ok", 0, 0, 40_000),
+        ("firing", "tunnel_multigas_o2_low/warning", 17.0, 19.5, "", 40_000, 70_000, None),
+        ("firing", "tunnel_multigas_o2_low/critical", 17.0, 18.0, "", 40_000, 70_000, None),
+    ]
+    assert all(type(d[2]) is float for d in engine.details)
 
 
 def test_a_pending_alert_that_clears_is_never_announced(engine: Engine) -> None:
@@ -171,6 +211,62 @@ def test_hampel_flags_a_sustained_jump_and_absorbs_it() -> None:
         rule(Reading("t", "d1", (), {"x": v}, T0 + i * 1000, i))
     assert [e[0] for e in events] == ["firing", "resolved"]
     assert events[0][1] == 13.0
+
+
+def test_hampel_median_and_limit_are_those_of_the_sorted_previous_window_ties_and_signed_zeros_included() -> None:
+    """Whatever the window is kept as, its median is sorted(previous values)[window // 2], equal values
+    (0.0 and -0.0 too) in arrival order, as a stable sort gives: the alert's threshold and detail say so."""
+    tracker = Tracker(lambda _: None)
+    info = RuleInfo("x_anomaly", Severity.WARNING, 0, "{subject}", "test", "rb", "hampel", "s", "c")
+    rule = HampelRule(info, "x", window=7, k=1, floor=0.0, min_outliers=1, tracker=tracker,
+                      subjects={"d1": Subject("d1", (("device", "d1"),))})
+    rng = random.Random(3)
+    values = [rng.choice([-0.0, 0.0, 0.0, -0.0, 0.5, 0.5, 1.0, -1.0, 4.0]) for _ in range(600)]
+    checked, signed = 0, 0
+    for i, v in enumerate(values):
+        rule(Reading("t", "d1", (), {"x": v}, T0 + i * 1000, i))
+        alert = tracker.open.get((info.key, "d1"))
+        if i < 7 or alert is None:
+            continue
+        ordered = sorted(values[i - 7:i])
+        median = ordered[3]
+        limit = max(1 * 1.4826 * sorted(abs(x - median) for x in ordered)[3], 0.0)
+        assert (repr(alert.threshold), alert.detail) == (repr(median), f"median {median:.4g}, limit ±{limit:.3g}")
+        checked += 1
+        signed += repr(median) == "-0.0"
+    assert checked > 100
+    assert signed > 10
+
+
+def test_rate_history_keeps_the_points_of_its_window_as_a_deque_would() -> None:
+    history, model = RateHistory(), deque[tuple[int, float]]()
+    rng = random.Random(5)
+    ts = T0
+    for i in range(2_000):
+        ts += rng.choice([0, 1, 500, 1_000, 1_000, 7_000, 70_000])
+        history.push(ts, float(i), 60_000)
+        model.append((ts, float(i)))
+        while ts - model[0][0] > 60_000:
+            model.popleft()
+        assert list(zip(history.times[history.head:], history.values[history.head:], strict=True)) == list(model)
+    assert len(history.times) < 200  # dropped points are shed
+
+
+def test_the_open_subjects_of_a_rule_follow_the_open_alerts() -> None:
+    tracker = Tracker(lambda _: None)
+    infos = [RuleInfo(f"r{i}", Severity.WARNING, 10_000 * i, "{subject}", "test", "rb", "k", "s", "c")
+             for i in range(3)]
+    subjects = [Subject(f"d{i}", (("device", f"d{i}"),)) for i in range(4)]
+    rng = random.Random(11)
+    for step in range(3_000):
+        active = rng.choice([True, True, False, None])
+        tracker.update(rng.choice(infos), rng.choice(subjects), active, 1.0, None, T0 + 1_000 * step)
+        for info in infos:
+            assert tracker.open_of(info.key) == {s for r, s in tracker.open if r == info.key}
+    restored = Tracker(lambda _: None)
+    restored.restore(tracker.open.values())
+    assert {info.key: restored.open_of(info.key) for info in infos} == {
+        info.key: tracker.open_of(info.key) for info in infos}
 
 
 def test_state_survives_a_restart_without_a_second_announcement(catalog: Catalog, tmp_path: Path) -> None:

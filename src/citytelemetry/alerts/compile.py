@@ -17,11 +17,10 @@ from citytelemetry.alerts import scope
 from citytelemetry.alerts.bands import clear_level, flat_line_limits
 from citytelemetry.alerts.lifecycle import Tracker
 from citytelemetry.alerts.model import RuleInfo, Severity, Subject
+from citytelemetry.alerts.rules import ReadingRule
 from citytelemetry.profiles import Catalog, RegisteredDevice
 from citytelemetry.profiles.models import Measurement, ValueType
-from citytelemetry.records import Reading
 
-ReadingRule = Callable[[Reading], None]
 TimeRule = Callable[[int], None]
 
 
@@ -143,6 +142,7 @@ def _thresholds(b: _Builder, type_name: str, key: str, m: Measurement, levels: r
     assert m.thresholds is not None
     assert m.range is not None
     hysteresis = override.hysteresis if override and override.hysteresis is not None else levels.hysteresis
+    of_field: list[r.Threshold] = []
     for side, threshold in (("high", m.thresholds.high), ("low", m.thresholds.low)):
         if threshold is None:
             continue
@@ -167,8 +167,9 @@ def _thresholds(b: _Builder, type_name: str, key: str, m: Measurement, levels: r
                 scope=type_name, condition=f"{key} {sign} {level:g} (clear {'<' if high else '>'} {clear:.4g})",
                 unit=m.unit)
             b.out.infos.append(info)
-            b.out.by_type[type_name].append(r.Threshold(info, key, level, clear, high=high, tracker=b.tracker,
-                                                        subjects=b.out.subjects))
+            of_field.append(r.Threshold(info, key, level, clear, high=high, tracker=b.tracker, subjects=b.out.subjects))
+    if of_field:  # one rule per field, its levels in this order: the order of their transitions
+        b.out.by_type[type_name].append(r.Thresholds(key, of_field))
 
 
 # --- from rule files ------------------------------------------------------------------------------

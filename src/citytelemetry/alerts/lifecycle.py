@@ -20,10 +20,11 @@ Transition = Callable[[Alert], None]
 
 
 class Tracker:
-    __slots__ = ("_on_transition", "changed", "open")
+    __slots__ = ("_on_transition", "_open_of", "changed", "open")
 
     def __init__(self, on_transition: Transition) -> None:
         self.open: dict[tuple[str, str], Alert] = {}
+        self._open_of: dict[str, set[str]] = {}  # rule key -> the subject keys of its alerts in ``open``
         self._on_transition = on_transition
         self.changed = False  # something to persist since the last save
 
@@ -35,6 +36,7 @@ class Tracker:
             if active is True:
                 alert = Alert(rule, subject, AlertState.PENDING, ts_ms, value, threshold, detail)
                 self.open[key] = alert
+                self.open_of(rule.key).add(subject.key)
                 self.changed = True
                 if rule.for_ms <= 0:
                     self._fire(alert, ts_ms)
@@ -46,6 +48,7 @@ class Tracker:
                 self._fire(alert, ts_ms)
         elif active is False or alert.state is AlertState.PENDING:
             del self.open[key]
+            self.open_of(rule.key).discard(subject.key)
             self.changed = True
             if alert.state is AlertState.FIRING:
                 alert.state, alert.resolved_ms = AlertState.RESOLVED, max(ts_ms, alert.fired_ms or ts_ms)
@@ -53,6 +56,14 @@ class Tracker:
 
     def is_open(self, rule: RuleInfo, subject: Subject) -> bool:
         return (rule.key, subject.key) in self.open
+
+    def open_of(self, rule_key: str) -> set[str]:
+        """The subject keys of a rule's open alerts: the same set for the tracker's life, kept with
+        ``open``, so a rule holds it and asks per reading without building a key (rules.OpenAlerts)."""
+        found = self._open_of.get(rule_key)
+        if found is None:
+            found = self._open_of[rule_key] = set()
+        return found
 
     def _fire(self, alert: Alert, ts_ms: int) -> None:
         alert.state, alert.fired_ms = AlertState.FIRING, ts_ms
@@ -66,3 +77,4 @@ class Tracker:
         """Alerts from the state file: back in place without a transition (they were announced before)."""
         for alert in alerts:
             self.open[(alert.rule.key, alert.subject.key)] = alert
+            self.open_of(alert.rule.key).add(alert.subject.key)
