@@ -309,3 +309,18 @@ def test_shipped_rule_files_load_and_every_rule_has_a_source(catalog: Catalog) -
     assert {r.kind for r in loaded.rules} >= {"rate_of_change", "flat_line", "hampel", "stale", "composite",
                                                 "neighbour_spread", "coverage", "completeness"}
     assert all(len(r.source) > 10 for r in loaded.rules)
+
+
+def test_a_rule_that_raises_is_counted_and_logged_and_the_next_message_is_judged(
+        engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    chiller = next(d.id for d in engine.catalog.devices.values() if d.profile.type == "absorption_chiller")
+    engine.read(chiller, 10, state="running")
+    assert (engine.engine.errors, engine.engine.readings) == (0, 1)
+    with caplog.at_level("ERROR", logger="citytelemetry.alerts.evaluator"):
+        engine.read(chiller, 70, state=["running"])  # type: ignore[arg-type]  # unhashable: a States rule raises
+    assert engine.engine.errors == 1
+    assert engine.engine.counters().rule_errors == 1
+    assert [r.getMessage() for r in caplog.records] == [f"alert rules failed on a message of {chiller}"]
+    engine.read(chiller, 130, state="fault")  # the warning state: judged as ever
+    assert engine.engine.readings == 3
+    assert engine.log == [("firing", "absorption_chiller_state", "warning", chiller)]
