@@ -43,6 +43,24 @@ def test_valid_reading_keeps_types_timestamp_and_inventory_tags(validate: Messag
                                 "device_type": "tunnel_multigas", "cabin": "power", "compartment": "c001"}
 
 
+def test_a_value_converted_or_refused_mid_reading_keeps_the_fields_around_it_in_order(
+        validate: MessageValidator) -> None:
+    """The fields are the decoded object itself until a value is converted or refused, then a copy."""
+    converted = validate(message(reading(ch4=1.5, o2=21, heater_on=False, mode="normal")))
+    [point] = converted.readings
+    assert list(point.fields.items()) == [("ch4", 1.5), ("o2", 21.0), ("heater_on", False), ("mode", "normal")]
+    assert type(point.fields["o2"]) is float
+    assert point.plain is True
+    refused = validate(message(reading(seq=2, ts=NOW - 2000, ch4=1.5, mode="boost", o2=20.5, alarms=2, co2=1.0)))
+    [point] = refused.readings
+    assert list(point.fields.items()) == [("ch4", 1.5), ("o2", 20.5), ("alarms", 2)]
+    assert point.plain is False  # an integer field: the line protocol's general path (its "i")
+    assert [(r.reason, r.measurement) for r in refused.rejections] == [
+        (Reason.OUT_OF_RANGE, "mode"), (Reason.UNKNOWN_MEASUREMENT, "co2")]
+    kept = validate(message(reading(seq=3, ts=NOW - 1000, ch4=1.25, o2=20.75)))
+    assert [(r.fields, r.plain) for r in kept.readings] == [({"ch4": 1.25, "o2": 20.75}, True)]
+
+
 def test_rfc3339_timestamp_is_accepted(validate: MessageValidator) -> None:
     outcome = validate(message(reading(ts="2026-05-28T20:26:40Z")))
     assert [r.timestamp_ms for r in outcome.readings] == [1_780_000_000_000]

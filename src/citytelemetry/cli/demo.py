@@ -184,7 +184,7 @@ def _print_summary(pipeline: Pipeline, summary: Summary, before: Counter[str], a
     print("\n  system     sent readings   landed   in InfluxDB   rejections")
     for system in sorted(set(per_system) | set(s.readings_landed)):
         sent = getattr(per_system.get(system), "readings", 0)
-        print(f"  {system:<9} {sent:>14} {s.readings_landed[system]:>8} {after[system] - before[system]:>13}"
+        print(f"  {system:<9} {sent:>14} {s.readings_landed.get(system, 0):>8} {after[system] - before[system]:>13}"
               f" {s.rejections_by_system[system]:>12}")
     if s.rejections_by_system["unknown"]:
         print(f"  {'(unknown)':<9} {'':>14} {'':>8} {'':>13} {s.rejections_by_system['unknown']:>12}")

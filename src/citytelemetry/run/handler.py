@@ -80,7 +80,8 @@ class MessageHandler:
         system = ""
         if sequenced:
             system = self._system_of[sequenced[0][0]]
-            stats.readings_accepted[system] += len(sequenced)
+            accepted = stats.readings_accepted
+            accepted[system] = accepted.get(system, 0) + len(sequenced)
             self.pending.append(sequenced)
         if outcome.readings:
             self._observe(outcome.readings)
@@ -111,7 +112,8 @@ class MessageHandler:
             self.rollup_windows(readings)
 
     def _landed(self, sequenced: list[tuple[str, int, int]], system: str) -> None:
-        self.stats.readings_landed[system] += len(sequenced)
+        landed = self.stats.readings_landed
+        landed[system] = landed.get(system, 0) + len(sequenced)
         completeness, journal = self.completeness, self.journal
         entries = journal.entries if journal is not None else None  # Journal.record's format, without its call
         for device_id, seq, timestamp_ms in sequenced:

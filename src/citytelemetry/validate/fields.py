@@ -2,7 +2,8 @@
 
 Each check precomputes its bounds in ``__init__`` and does the work in ``__call__`` (hot path:
 no pydantic per message). A check returns the value with the Python type the profile fixes,
-or raises ``FieldRejected`` with a reason code (``parse``). ``plain``: every value the check passes is one the
+or raises ``FieldRejected`` with a reason code (``parse``); a value already of that type is
+returned as the same object. ``plain``: every value the check passes is one the
 line protocol writes as orjson does (``sink.line_protocol.plain_string``), so a reading whose checks
 are all plain skips that test per field.
 
@@ -11,6 +12,8 @@ through mypyc's vtable, not Python's generic call with its argument parsing (~32
 """
 
 from __future__ import annotations
+
+from typing import cast
 
 from citytelemetry.profiles.models import Measurement, ValueType
 from citytelemetry.records import FieldValue, Reason
@@ -48,6 +51,7 @@ class FloatCheck(FieldCheck):
         self.lo, self.hi, self.unit = lo, hi, unit
 
     def parse(self, value: object) -> FieldValue:
+        decoded: object = value  # kept as an object: mypyc re-boxes a narrowed float into a new one
         # bool is an int subclass in Python, but a JSON true is not a number.
         if type(value) is not float and type(value) is not int:
             raise FieldRejected(Reason.WRONG_TYPE, f"{self.key}: expected a number, got {_describe(value)}")
@@ -55,7 +59,9 @@ class FloatCheck(FieldCheck):
         if not self.lo <= number <= self.hi:
             raise FieldRejected(Reason.OUT_OF_RANGE,
                                 f"{self.key}: {number} {self.unit} outside [{self.lo}, {self.hi}]")
-        return number
+        # A float is returned as the object it was decoded as (the validator then keeps the decoded
+        # values without a copy); an integer becomes a float, as the profile fixes the field's type.
+        return cast("FieldValue", decoded) if type(value) is float else number
 
 
 class IntCheck(FieldCheck):

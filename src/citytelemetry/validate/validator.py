@@ -50,6 +50,17 @@ class _Known:
         self.interval_s: float = device.profile.reporting_interval_s
 
 
+def _first(values: dict[str, Any], count: int) -> dict[str, FieldValue]:
+    """A new dict of the first ``count`` items of ``values`` (those kept as decoded)."""
+    copied: dict[str, FieldValue] = {}
+    if count:
+        for key, value in values.items():
+            copied[key] = value
+            if len(copied) == count:
+                break
+    return copied
+
+
 class _ReadingRejected(Exception):  # noqa: N818 - a signal, not an error of ours
     def __init__(self, reason: Reason, detail: str) -> None:
         self.reason = reason
@@ -192,8 +203,7 @@ class MessageValidator:
         verdict = self.sequences.check(device.id, seq, ts)
         if verdict is not None:
             raise _ReadingRejected(verdict[0], verdict[1])
-        fields: dict[str, FieldValue] = {}
-        plain = self._fields(device, values, seq, message, outcome, fields)
+        fields, plain = self._fields(device, values, seq, message, outcome)
         if fields:
             if limit is not None:
                 limit.take(device.id, ts / 1000)
@@ -214,10 +224,15 @@ class MessageValidator:
         return ts
 
     def _fields(self, device: _Known, values: dict[str, Any], seq: int, message: InboundMessage,
-                outcome: Outcome, fields: dict[str, FieldValue]) -> bool:
-        """Fill ``fields`` with the valid values; returns whether all their checks are plain."""
+                outcome: Outcome) -> tuple[dict[str, FieldValue], bool]:
+        """The valid values, and whether all their checks are plain. When every value passes as it was
+        decoded (the common case), that is ``values`` itself: no copy of the object per reading (a new
+        dict and a store per field were ~40 % of this call). The first refused or converted value starts
+        a copy of what was kept before it."""
         checks = device.checks
         plain = True
+        fields: dict[str, FieldValue] | None = None  # the copy, once one is needed
+        kept = 0
         for key, value in values.items():
             check = checks.get(key)
             if check is None:
@@ -225,15 +240,25 @@ class MessageValidator:
                 outcome.rejections.append(self._reject(
                     message, Reason.UNKNOWN_MEASUREMENT, f"'{shown}' is not a measurement of "
                     f"{device.type}", device.id, seq=seq, measurement=shown))
+                if fields is None:
+                    fields = _first(values, kept)
                 continue
             try:
-                fields[key] = check.parse(value)
+                parsed = check.parse(value)
             except FieldRejected as exc:
                 outcome.rejections.append(self._reject(message, exc.reason, exc.detail, device.id,
                                                        seq=seq, measurement=key))
+                if fields is None:
+                    fields = _first(values, kept)
                 continue
+            if fields is not None:
+                fields[key] = parsed
+            elif parsed is not value:  # converted (an integer in a float field): from here on, a copy
+                fields = _first(values, kept)
+                fields[key] = parsed
+            kept += 1
             plain = plain and check.plain
-        return plain
+        return (values if fields is None else fields), plain
 
     # -- status ----------------------------------------------------------------------------------
     def _status(self, device: _Known, data: dict[str, Any], message: InboundMessage,
