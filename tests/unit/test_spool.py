@@ -331,3 +331,28 @@ async def test_a_lost_middle_segment_is_reported_and_the_rest_is_drained() -> No
     await wait_until(lambda: again.spool.stats.depth_records == 0)
     await stop(again, task)
     assert fs.read_bytes(DIR / "drained").split() == [b"6", b"6"]  # the gap drained past: forgotten
+
+
+def test_a_commit_group_is_encoded_as_its_records_one_by_one_and_scans_back() -> None:
+    group = [([b"a,x=1 v=1 1"], None), ([b"b v=2 2", b"b v=3 3", b"b v=4 4"], None), ([], None)]
+    data = spool_records.encode_group(41, group, 1_700_000_000_000)
+    assert data == b"".join(spool_records.encode(41 + i, lines, 1_700_000_000_000)
+                            for i, (lines, _) in enumerate(group))
+    assert [(r.id, r.lines) for _, r in spool_records.scan(data)] == [
+        (41, [b"a,x=1 v=1 1"]), (42, [b"b v=2 2", b"b v=3 3", b"b v=4 4"]), (43, [])]
+
+
+def test_recent_records_keep_to_their_bound_and_are_taken_in_id_order() -> None:
+    from citytelemetry.sink.spool.recent import RecentRecords, joined_lines
+
+    recent = RecentRecords(limit_lines=3)
+    recent.keep(10, [([b"l1"], None), ([b"l2", b"l3"], None), ([b"l4"], None)])  # 12 is over the bound
+    assert recent.lines == 3
+    assert recent.take(10) == [(10, [b"l1"]), (11, [b"l2", b"l3"])]
+    assert recent.lines == 0
+    recent.keep(13, [([b"l5"], None)])
+    assert recent.take(12) == []  # 12 was never kept: the feeder reads it from disk
+    assert recent.take(13) == [(13, [b"l5"])]
+    assert recent.take(14) == []
+    assert joined_lines([(10, [b"l1"]), (11, [b"l2", b"l3"])]) == [b"l1", b"l2", b"l3"]
+    assert joined_lines([(13, [b"l5"])]) == [b"l5"]

@@ -1,7 +1,8 @@
 """Bytes from the broker -> the session's inbox of PUBLISH packets -> inbound messages, in bulk.
 
-Compiled with mypyc (scripts/compile_hotpath.py): both loops run once per message. Interpreted, the
-packet loop and the async generator step per message cost more than their work (callgrind, W1).
+Compiled with mypyc (scripts/compile_hotpath.py): both loops run once per message (callgrind, in process:
+taking messages in batches saved ~8k instructions a W1 message with the pump's batches, the packet loop
+~0.6k).
 Packets are the ``mqtt5`` codec's (or ``mqtt311``'s, which reads the same shapes).
 """
 

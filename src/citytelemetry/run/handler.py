@@ -63,12 +63,14 @@ class MessageHandler:
         The pump checks ``sink.full()`` before: a batch may overshoot the bound by its own size."""
         handled: list[tuple[Sequence[bytes], OnDurable]] = []
         index, end = start, len(messages)
-        while index < end:
-            handled.append(self.handle(messages[index]))
-            index += 1
-            if time.monotonic() >= until:
-                break
-        sink.put_many_nowait(handled)
+        try:
+            while index < end:
+                handled.append(self.handle(messages[index]))
+                index += 1
+                if time.monotonic() >= until:
+                    break
+        finally:  # should a bug of ours raise, what was handled before it still reaches the sink
+            sink.put_many_nowait(handled)
         return index
 
     def handle(self, message: InboundMessage) -> tuple[list[bytes], OnDurable]:
