@@ -226,9 +226,9 @@ class MessageValidator:
     def _fields(self, device: _Known, values: dict[str, Any], seq: int, message: InboundMessage,
                 outcome: Outcome) -> tuple[dict[str, FieldValue], bool]:
         """The valid values, and whether all their checks are plain. When every value passes as it was
-        decoded (the common case), that is ``values`` itself: no copy of the object per reading (a new
-        dict and a store per field were ~40 % of this call). The first refused or converted value starts
-        a copy of what was kept before it."""
+        decoded (the common case), that is ``values`` itself: no new dict and no store per field (this
+        call 4.5k -> 3.4k instructions a W1 reading). The first refused or converted value starts a copy
+        of what was kept before it."""
         checks = device.checks
         plain = True
         fields: dict[str, FieldValue] | None = None  # the copy, once one is needed
