@@ -56,6 +56,7 @@ HOT_MODULES = (
     "citytelemetry/observability/ratelog.py",
     "citytelemetry/observability/stats.py",
     "citytelemetry/run/handler.py",
+    "citytelemetry/run/journal.py",  # the device-state journal, a line per reading landed
     # Per message too, each a few interpreted calls a message before (W1 in process, see docs/performance.md):
     "citytelemetry/ingest/acks.py",  # a ticket per message, settled in order
     "citytelemetry/ingest/inbox.py",  # received packets -> messages, in bulk

@@ -2,7 +2,8 @@
 
 Write a temporary file beside it, fsync it, rename it over the old one, then fsync the directory so the
 rename itself survives a power loss. Used by the device-state checkpoint (run/checkpoint.py), the alert
-state (alerts/state.py) and the rollups' dirty windows (storage/windows.py).
+state (alerts/state.py), the rollups' dirty windows (storage/windows.py), the credentials
+(security/credentials.py) and the spool's ledger (sink/spool/fileops.py).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from citytelemetry.observability.ratelog import RateLimitedLog
 from citytelemetry.observability.stats import PipelineStats
 from citytelemetry.profiles import Catalog
 from citytelemetry.records import Outcome, Reading, Reason, Rejection
-from citytelemetry.run.checkpoint import Journal
+from citytelemetry.run.journal import Journal
 from citytelemetry.sink.deadletter import DeadLetterFormatter
 from citytelemetry.sink.line_protocol import LineRangeError, reading_line
 from citytelemetry.validate.decode import excerpt
@@ -117,11 +117,10 @@ class MessageHandler:
         landed = self.stats.readings_landed
         landed[system] = landed.get(system, 0) + len(sequenced)
         completeness, journal = self.completeness, self.journal
-        entries = journal.entries if journal is not None else None  # Journal.record's format, without its call
         for device_id, seq, timestamp_ms in sequenced:
             completeness.landed(device_id, seq, timestamp_ms)
-            if entries is not None:
-                entries.append(f"{device_id} {seq} {timestamp_ms}\n")
+            if journal is not None:
+                journal.record(device_id, seq, timestamp_ms)
         pending = self.pending
         if pending and pending[0] is sequenced:  # settled in the order handled: always, in practice
             pending.popleft()

@@ -134,18 +134,14 @@ class Spool:
 
     # -- producers -------------------------------------------------------------------------------
     def submit(self, lines: Sequence[bytes], on_durable: OnDurable | None = None) -> None:
-        pending = self._pending
-        pending.append((lines, on_durable))
-        if len(pending) == 1:  # the first since the committer took a group: later ones find both done
-            self._idle.clear()
-            self._wakeup.set()
+        self.submit_many(((lines, on_durable),))
 
     def submit_many(self, messages: Sequence[tuple[Sequence[bytes], OnDurable | None]]) -> None:
-        """``submit`` of each, in order (the pump's batch: one call, not one per message)."""
+        """Queue records in order (the pump's batch: one call, not one per message)."""
         if not messages:
             return
         pending = self._pending
-        first = not pending
+        first = not pending  # the first since the committer took a group: later ones find both done
         pending.extend(messages)
         if first:
             self._idle.clear()
