@@ -254,3 +254,26 @@ async def test_a_batch_backing_off_retries_at_once_when_another_gets_through() -
     assert sink.stats.retries == 2
     await sink.close()
     await asyncio.wait_for(task, 2)
+
+
+def _last_write_gauge(sink: BufferedSink) -> float:
+    from prometheus_client import generate_latest
+
+    from citytelemetry.observability.prometheus import registry_for
+    from citytelemetry.observability.stats import PipelineStats
+
+    text = generate_latest(registry_for(PipelineStats(write=sink.stats))).decode()
+    return float(next(line.split()[1] for line in text.splitlines()
+                      if line.startswith("citytelemetry_last_write_timestamp_seconds ")))
+
+
+async def test_metrics_give_the_unix_time_of_the_last_acknowledged_write() -> None:
+    import time
+
+    sink = BufferedSink(FakeWriter(), on_refused=lambda line, msg: None, batch_size=1, flush_interval_s=10)
+    assert _last_write_gauge(sink) == 0.0  # nothing written yet: 0, not the epoch of a monotonic clock
+    before = time.time()
+    await sink.put([b"a"])
+    await run_until_empty(sink)
+    after = time.time()
+    assert before - 0.001 <= _last_write_gauge(sink) <= after + 0.001  # converted from monotonic at scrape

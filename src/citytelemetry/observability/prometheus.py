@@ -6,6 +6,7 @@ pipeline gets its own registry (no process-global state for tests to reset).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
@@ -52,6 +53,12 @@ class PipelineCollector(Collector):
                                 value=w.buffered_lines)
         yield GaugeMetricFamily("citytelemetry_last_batch_size", "size of the last batch written",
                                 value=w.last_batch_size)
+        # Unix time, as Prometheus' own *_timestamp_seconds gauges: `time() - x > 60` pages on a silent writer.
+        # The buffer notes a monotonic time (no clock read in wall time per batch); converted here, at scrape.
+        last_write = time.time() - (time.monotonic() - w.last_success_monotonic) if w.last_success_monotonic else 0.0
+        yield GaugeMetricFamily("citytelemetry_last_write_timestamp_seconds",
+                                "Unix time the last batch was acknowledged by InfluxDB (0 before the first)",
+                                value=last_write)
         yield GaugeMetricFamily("citytelemetry_in_flight_messages", "messages received and not yet acknowledged",
                                 value=s.in_flight_messages)
         yield GaugeMetricFamily("citytelemetry_mqtt_connected", "1 when connected to the broker",
