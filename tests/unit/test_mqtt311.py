@@ -125,11 +125,24 @@ async def test_the_3_1_1_window_holds_publishes_in_the_buffer_until_messages_are
     assert protocol.error is None
 
 
-async def test_an_mqtt5_session_keeps_no_window_of_its_own() -> None:
-    protocol = _SessionProtocol(100, version=V5, unsettled=lambda: 10**6)
-    protocol.connection_made(FakeTransport())
-    protocol.data_received(mqtt5.PublishPacket("a/b", b"m", qos=QOS1, packet_id=1).write())
-    assert len(protocol.inbox) == 1
+async def test_an_mqtt5_session_holds_what_a_broker_sends_beyond_our_receive_maximum() -> None:
+    # A broker should keep our receive maximum; mosquitto 2.0.11 resuming a backlog did not (7,679 against 2,000).
+    unsettled = Unsettled()
+    protocol = _SessionProtocol(2, version=V5, unsettled=unsettled)
+    transport = FakeTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(b"".join(mqtt5.PublishPacket("a/b", f"m{i}".encode(), qos=QOS1, packet_id=i).write()
+                                    for i in range(1, 5)))
+    assert [p.payload for p, _, _ in protocol.inbox] == [b"m1", b"m2"]
+    assert (protocol.held, transport.calls) == (True, ["pause_reading"])
+
+    protocol.inbox.clear()
+    protocol.consumed()
+    unsettled.count = 1  # one of the two settled
+    protocol.release()
+    assert [p.payload for p, _, _ in protocol.inbox] == [b"m3"]
+    assert protocol.held is True
+    assert protocol.error is None
 
 
 async def test_a_qos2_publish_fails_a_3_1_1_session() -> None:

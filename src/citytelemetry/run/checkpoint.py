@@ -46,7 +46,7 @@ import zlib
 from array import array
 from collections.abc import Collection, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -161,12 +161,18 @@ def restore(document: dict[str, Any], known: Collection[str], sequences: Sequenc
     return len(windows)
 
 
+class PendingReadings(Protocol):
+    """A message's readings accepted and not yet durable (``run.handler.Landing``)."""
+
+    def readings(self) -> list[tuple[str, int, int]]: ...
+
+
 class Checkpointer:
     """Restores the device state at start, saves it every ``interval_s`` and once more at shutdown."""
 
     def __init__(self, path: Path, interval_s: float, *, known: Collection[str], sequences: SequenceTracker,
                  completeness: CompletenessTracker, rate: DeviceRateLimit | None,
-                 pending: Collection[list[tuple[str, int, int]]]) -> None:
+                 pending: Collection[PendingReadings]) -> None:
         self.path, self._interval_s, self._known = path, interval_s, known
         self._sequences, self._completeness, self._rate, self._pending = sequences, completeness, rate, pending
         self.journal = Journal(path)
@@ -198,7 +204,7 @@ class Checkpointer:
         return [int(s) for s in suffixes if s.isdigit()]
 
     def encode(self) -> bytes:
-        pending = [reading for readings in self._pending for reading in readings]
+        pending = [reading for landing in self._pending for reading in landing.readings()]
         document = snapshot(self._sequences, self._completeness, self._rate, pending)
         document["journal"] = self.journal.number
         return encode(document)

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from citytelemetry.contracts import AlertEvaluator, InboundMessage, OnDurable, Sink, Validator
+from citytelemetry.contracts import AlertEvaluator, Delivery, InboundMessage, OnDurable, Sink, Validator
 from citytelemetry.deadletters.outlet import DeadLetterOutlet
 from citytelemetry.deadletters.summary import DeadLetter, summarize
 from citytelemetry.ingest.broker import BrokerSource
@@ -34,6 +34,38 @@ log = logging.getLogger("citytelemetry.pipeline")  # the operator's view: one lo
 ObserveReadings = Callable[[Sequence[Reading]], None]  # e.g. the rollups' dirty windows (storage/windows.py)
 
 
+class Landing:
+    """What one message owes once its lines are durable (its ``on_durable``): the device-state of its
+    sequenced readings (``marks``: seq and device time, flat), its count, its acknowledgement.
+
+    One native object instead of a closure and its environment, and flat marks instead of a tuple per
+    reading: while a backlog drains ~2,000 messages wait for the spool's fsync, and each young collection
+    walks all of them (W1: 7 tracked objects a message became 5, W2: 16 became 5)."""
+
+    def __init__(self, handler: MessageHandler, delivery: Delivery, marks: list[int]) -> None:
+        self.handler = handler
+        self.delivery = delivery
+        self.marks = marks
+        self.device_id = ""
+        self.system = ""
+
+    def __call__(self) -> None:
+        handler = self.handler
+        if self.marks:
+            handler.landed(self)
+        stats = handler.stats
+        stats.messages_settled += 1
+        self.delivery.settle()
+        source = handler.source
+        if source is not None:
+            stats.in_flight_messages = source.in_flight
+
+    def readings(self) -> list[tuple[str, int, int]]:
+        """(device, seq, device time) of each sequenced reading: for the device-state checkpoint."""
+        marks, device_id = self.marks, self.device_id
+        return [(device_id, marks[i], marks[i + 1]) for i in range(0, len(marks), 2)]
+
+
 class MessageHandler:
     def __init__(self, catalog: Catalog, validator: Validator, stats: PipelineStats,
                  completeness: CompletenessTracker, outlet: DeadLetterOutlet, *,
@@ -51,7 +83,7 @@ class MessageHandler:
         self._system_of = {device.id: device.system.value for device in catalog.devices.values()}
         # Readings accepted and not yet durable (so not acknowledged), oldest first: the device-state
         # checkpoint leaves them out, since the broker redelivers them after a crash (run/checkpoint.py).
-        self.pending: deque[list[tuple[str, int, int]]] = deque()
+        self.pending: deque[Landing] = deque()
         self.journal: Journal | None = None  # readings made durable, recorded before their PUBACKs
 
     def __call__(self, message: InboundMessage) -> tuple[list[bytes], OnDurable]:
@@ -77,14 +109,16 @@ class MessageHandler:
         stats = self.stats
         stats.messages_received += 1
         outcome = self._validate(message)
-        lines, sequenced = self._reading_lines(outcome, message)
-        # One message is one device (its topic), so one system: a plain count, not a Counter per message.
-        system = ""
-        if sequenced:
-            system = self._system_of[sequenced[0][0]]
+        lines, marks = self._reading_lines(outcome, message)
+        landing = Landing(self, message.delivery, marks)
+        if marks:
+            # One message is one device (its topic), so one system: a plain count, not a Counter per message.
+            device_id = outcome.readings[0].device_id
+            landing.device_id = device_id
+            system = landing.system = self._system_of[device_id]
             accepted = stats.readings_accepted
-            accepted[system] = accepted.get(system, 0) + len(sequenced)
-            self.pending.append(sequenced)
+            accepted[system] = accepted.get(system, 0) + len(marks) // 2
+            self.pending.append(landing)
         if outcome.readings:
             self._observe(outcome.readings)
         if outcome.rejections:  # one dead letter for the message, however many refusals it holds
@@ -93,18 +127,7 @@ class MessageHandler:
             dead_line = self._outlet(message, dead)
             if dead_line is not None:
                 lines.append(dead_line)
-        delivery = message.delivery
-
-        def on_durable() -> None:
-            if sequenced:
-                self._landed(sequenced, system)
-            stats.messages_settled += 1
-            delivery.settle()
-            source = self.source
-            if source is not None:
-                stats.in_flight_messages = source.in_flight
-
-        return lines, on_durable
+        return lines, landing
 
     def _observe(self, readings: list[Reading]) -> None:
         """What else sees accepted readings: the alert rules, the rollups' dirty windows."""
@@ -113,19 +136,22 @@ class MessageHandler:
         if self.rollup_windows is not None:
             self.rollup_windows(readings)
 
-    def _landed(self, sequenced: list[tuple[str, int, int]], system: str) -> None:
+    def landed(self, landing: Landing) -> None:
+        """``landing``'s readings are durable: completeness and the journal count them, in handled order."""
+        marks = landing.marks
+        device_id, system = landing.device_id, landing.system
         landed = self.stats.readings_landed
-        landed[system] = landed.get(system, 0) + len(sequenced)
+        landed[system] = landed.get(system, 0) + len(marks) // 2
         completeness, journal = self.completeness, self.journal
-        for device_id, seq, timestamp_ms in sequenced:
-            completeness.landed(device_id, seq, timestamp_ms)
+        for i in range(0, len(marks), 2):
+            completeness.landed(device_id, marks[i], marks[i + 1])
             if journal is not None:
-                journal.record(device_id, seq, timestamp_ms)
+                journal.record(device_id, marks[i], marks[i + 1])
         pending = self.pending
-        if pending and pending[0] is sequenced:  # settled in the order handled: always, in practice
+        if pending and pending[0] is landing:  # settled in the order handled: always, in practice
             pending.popleft()
         else:
-            pending.remove(sequenced)
+            pending.remove(landing)
 
     def _validate(self, message: InboundMessage) -> Outcome:
         try:
@@ -137,9 +163,10 @@ class MessageHandler:
                 excerpt=excerpt(message.payload))])
 
     @staticmethod
-    def _reading_lines(outcome: Outcome, message: InboundMessage) -> tuple[list[bytes], list[tuple[str, int, int]]]:
+    def _reading_lines(outcome: Outcome, message: InboundMessage) -> tuple[list[bytes], list[int]]:
+        """The lines, and (seq, device time) of each sequenced reading, flat: ``[seq, ms, seq, ms, ...]``."""
         lines = []
-        sequenced: list[tuple[str, int, int]] = []
+        marks: list[int] = []
         for reading in outcome.readings:  # a reading refused here leaves a new list behind: this one goes on
             try:
                 lines.append(reading_line(reading))
@@ -147,8 +174,9 @@ class MessageHandler:
                 _refuse_unwritable(outcome, reading, exc, message)
                 continue
             if reading.measurement != DEVICE_STATUS:
-                sequenced.append((reading.device_id, reading.seq, reading.timestamp_ms))
-        return lines, sequenced
+                marks.append(reading.seq)
+                marks.append(reading.timestamp_ms)
+        return lines, marks
 
     def count_refusals(self, dead: DeadLetter) -> None:
         """Count every refusal of one message by reason and system, and log the message (rate-limited)."""
