@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections import deque
@@ -124,7 +125,9 @@ class BufferedSink:
                 or time.monotonic() >= self._oldest_at + self._interval)
 
     def _send(self, count: int) -> None:
-        batch = [self._lines[i] for i in range(self._sent, self._sent + count)]
+        # islice, not an index per line: a deque finds an index by walking its blocks from the nearer end,
+        # and behind the in-flight batches it may hold 100k lines (deque_item was 2.9 % of a W2 drain, perf).
+        batch = list(itertools.islice(self._lines, self._sent, self._sent + count))
         # _oldest_at stays: the lines left arrived after it, so it still bounds their wait from below.
         self._sent += count
         self._inflight.append((count, asyncio.create_task(self._write_until_done(batch), name="influx-write")))
