@@ -33,6 +33,8 @@ from typing import Any
 from bench.pipeline import SHIPPED_RULES
 from bench.workload import DISTRICT_INVENTORY, DISTRICT_TYPES, generate, workloads
 from citytelemetry.compiled import PURE_PYTHON_ENV
+from citytelemetry.config import PipelineSettings
+from citytelemetry.observability.gcpauses import freeze_startup_objects
 from citytelemetry.testing import CountingDelivery, DroppingWriter
 
 
@@ -199,10 +201,10 @@ async def _run(name: str, count: int, spool: bool, gc_threshold: int | None) -> 
         out += _rules_in_isolation(inbound, Path(tmp))
         timer = _GcTimer()
         pipeline = _pipeline(Path(tmp) / "gc", alerts=True, spool=spool)
-        gc.freeze()  # as `citytelemetry run` does after start-up
         thresholds = gc.get_threshold()
-        if gc_threshold is not None:
-            gc.set_threshold(gc_threshold, *thresholds[1:])
+        # As `citytelemetry run` does after start-up: collect, freeze, the shipped young threshold.
+        freeze_startup_objects(gc_threshold if gc_threshold is not None else PipelineSettings().gc_young_objects)
+        used = gc.get_threshold()
         gc.callbacks.append(timer)
         try:
             cpu = await _feed(pipeline, inbound)
@@ -210,8 +212,8 @@ async def _run(name: str, count: int, spool: bool, gc_threshold: int | None) -> 
             gc.callbacks.remove(timer)
             gc.set_threshold(*thresholds)
             gc.unfreeze()
-        out += ["", (f"GC (start-up objects frozen, as in `citytelemetry run`; thresholds {gc.get_threshold()}"
-                     f"{f', generation 0 at {gc_threshold}' if gc_threshold else ''}): collections gen 0/1/2 "
+        out += ["", (f"GC (start-up objects frozen, as in `citytelemetry run`; thresholds {used}): "
+                     "collections gen 0/1/2 "
                 f"{timer.count[0]}/{timer.count[1]}/{timer.count[2]}, {sum(timer.total) * 1000:.0f} ms of "
                 f"{cpu * 1000:.0f} ms CPU ({100 * sum(timer.total) / cpu:.1f} %), longest pause by generation "
                 f"{' / '.join(f'{x * 1000:.1f}' for x in timer.longest)} ms"), ""]
@@ -223,7 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--workloads", default="W1,W2")
     parser.add_argument("--spool", action="store_true", help="through the write-ahead spool (fsync per group)")
-    parser.add_argument("--gc-threshold", type=int, default=None, help="generation-0 threshold for the GC run")
+    parser.add_argument("--gc-threshold", type=int, default=None,
+                        help="generation-0 threshold for the GC run (default: pipeline.gc_young_objects)")
     args = parser.parse_args(argv)
     if os.environ.get(PURE_PYTHON_ENV) != "1":
         print(f"note: {PURE_PYTHON_ENV} is not 1; compiled functions are invisible to cProfile")
