@@ -119,3 +119,46 @@ async def test_what_lands_after_the_last_checkpoint_is_replayed_from_the_journal
     assert (counts.total_received, counts.expected, counts.out_of_order) == (4, 7, 0)
     again.close()
     saver.close()
+
+
+def test_a_batch_handled_but_not_yet_durable_stays_out_of_the_checkpoint_until_it_lands(tmp_path: Path) -> None:
+    """The handler's pending ``Landing``s reach the checkpoint as (device, seq, time): what is validated but
+    not acknowledged is left out (the broker redelivers it), and counts once it is durable."""
+    import time
+
+    from citytelemetry.config import HttpSettings, PipelineSettings, Settings
+    from citytelemetry.contracts import InboundMessage
+    from citytelemetry.run import build_pipeline
+    from citytelemetry.testing import CapturingWriter, CountingDelivery
+
+    path = tmp_path / "state.ckpt"
+    settings = Settings(http=HttpSettings(port=0), pipeline=PipelineSettings(spool_dir=None, checkpoint_file=path))
+    pipeline = build_pipeline(settings, make_catalog(), writer=CapturingWriter())
+    checkpointer = pipeline.checkpointer
+    assert checkpointer is not None
+    now = time.time_ns() // 1_000_000
+    readings = [{"seq": seq, "ts": now - 1000 * (10 - seq), "values": {"o2": 20.9}} for seq in (4, 5, 6)]
+    body = orjson.dumps({"device": DEVICE, "readings": readings})
+    delivery = CountingDelivery()
+    lines, on_durable = pipeline.handler.handle(
+        InboundMessage("ct/v1/hunnan/tunnel/tun-c001-gas1/telemetry", body, now, delivery))
+    assert len(lines) == 3
+
+    def restored() -> tuple[SequenceTracker, CompletenessTracker]:
+        checkpoint.write(path, checkpointer.encode())
+        document = checkpoint.read(path)
+        assert document is not None
+        sequences, completeness, rate = trackers()
+        checkpoint.restore(document, {DEVICE}, sequences, completeness, rate)
+        return sequences, completeness
+
+    sequences, completeness = restored()
+    assert [sequences.check(DEVICE, r["seq"], r["ts"]) for r in readings] == [None, None, None]  # redelivery lands
+    assert DEVICE not in completeness.devices()
+
+    on_durable()
+    assert (delivery.settled, len(pipeline.handler.pending)) == (1, 0)
+    sequences, completeness = restored()
+    assert [sequences.check(DEVICE, r["seq"], r["ts"])[0] for r in readings] == [  # type: ignore[index]
+        Reason.DUPLICATE_SEQUENCE] * 3
+    assert completeness.devices()[DEVICE].total_received == 3
