@@ -42,12 +42,13 @@ class Landing:
     reading: while a backlog drains ~2,000 messages wait for the spool's fsync, and each young collection
     walks all of them (W1: 7 tracked objects a message became 5, W2: 16 became 5)."""
 
-    def __init__(self, handler: MessageHandler, delivery: Delivery, marks: list[int]) -> None:
+    def __init__(self, handler: MessageHandler, delivery: Delivery, marks: list[int], device_id: str,
+                 system: str) -> None:
         self.handler = handler
         self.delivery = delivery
         self.marks = marks
-        self.device_id = ""
-        self.system = ""
+        self.device_id = device_id  # "" when nothing is sequenced (status only, or all refused)
+        self.system = system
 
     def __call__(self) -> None:
         handler = self.handler
@@ -110,15 +111,16 @@ class MessageHandler:
         stats.messages_received += 1
         outcome = self._validate(message)
         lines, marks = self._reading_lines(outcome, message)
-        landing = Landing(self, message.delivery, marks)
         if marks:
             # One message is one device (its topic), so one system: a plain count, not a Counter per message.
             device_id = outcome.readings[0].device_id
-            landing.device_id = device_id
-            system = landing.system = self._system_of[device_id]
+            system = self._system_of[device_id]
+            landing = Landing(self, message.delivery, marks, device_id, system)
             accepted = stats.readings_accepted
             accepted[system] = accepted.get(system, 0) + len(marks) // 2
             self.pending.append(landing)
+        else:
+            landing = Landing(self, message.delivery, marks, "", "")
         if outcome.readings:
             self._observe(outcome.readings)
         if outcome.rejections:  # one dead letter for the message, however many refusals it holds
